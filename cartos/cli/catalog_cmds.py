@@ -1,0 +1,162 @@
+"""``cartos catalog …``: import, add, discontinue, rebuild, list, show, history."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from cartos.catalog.errors import UnknownSkuError
+from cartos.catalog.records import SkuRecord
+from cartos.catalog.store import CatalogStore
+from cartos.cli.main import db_option, emit_json, reports_errors
+from cartos.inference import enrolment
+from cartos.inference.embedder import Embedder
+
+
+def _print_report(report: enrolment.ImportReport) -> None:
+    for w in report.warnings:
+        click.echo(f"warning: {w}", err=True)
+    for p in report.problems:
+        click.echo(f"row {p.line}: {p.image}: {p.message}", err=True)
+    click.echo(
+        f"catalogue v{report.catalog_version}: {report.skus_added} SKUs added, "
+        f"{report.skus_updated} updated, {report.exemplars_added} images added, "
+        f"{report.exemplars_skipped} already present, {len(report.problems)} rows skipped"
+        + (" (projection fitted)" if report.projection_fitted else "")
+    )
+
+
+@click.group("catalog")
+def catalog() -> None:
+    """Manage the store catalogue (SKUs, reference embeddings, prototypes)."""
+
+
+@catalog.command("import")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+@reports_errors
+def import_cmd(manifest: Path, db: Path) -> None:
+    """Import a retailer manifest (CSV: image,sku,barcode,name,brand,family,weight_g,weight_tol_g).
+
+    Idempotent: images already in the catalogue are skipped. Broken or missing
+    images are reported by row and skipped; the rest is applied atomically.
+    """
+    embedder = Embedder()
+    with CatalogStore(db) as store:
+        report = enrolment.import_manifest(store, embedder, manifest, progress=sys.stderr.isatty())
+    _print_report(report)
+    if report.problems:
+        sys.exit(1)
+
+
+@catalog.command("add")
+@db_option
+@click.option("--sku", required=True, help="SKU code to register or extend.")
+@click.option("--name", default="", help="Product name.")
+@click.option("--brand", default=None)
+@click.option("--family", default=None)
+@click.option("--barcode", default=None, help="GTIN/EAN/UPC digits (kept as text).")
+@click.option("--weight-g", type=float, default=None, help="Nominal weight in grams.")
+@click.option("--weight-tol-g", type=float, default=None, help="Weight tolerance in grams.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@reports_errors
+def add_cmd(
+    db: Path,
+    sku: str,
+    name: str,
+    brand: str | None,
+    family: str | None,
+    barcode: str | None,
+    weight_g: float | None,
+    weight_tol_g: float | None,
+    images: tuple[Path, ...],
+) -> None:
+    """Register (or extend) one SKU from 1-50 reference images; no retraining."""
+    if barcode is not None and not barcode.isdigit():
+        raise click.BadParameter("barcode must be digits", param_hint="--barcode")
+    record = SkuRecord(
+        sku=sku,
+        name=name,
+        barcode=barcode,
+        brand=brand,
+        family=family,
+        weight_g=weight_g,
+        weight_tol_g=weight_tol_g,
+    )
+    embedder = Embedder()
+    with CatalogStore(db) as store:
+        report = enrolment.add_sku(store, embedder, record, list(images))
+    _print_report(report)
+
+
+@catalog.command("discontinue")
+@db_option
+@click.argument("sku")
+@click.option("--successor", default=None, help="SKU that replaces it.")
+@reports_errors
+def discontinue_cmd(db: Path, sku: str, successor: str | None) -> None:
+    """Remove a SKU from recognition and record its successor."""
+    with CatalogStore(db) as store:
+        version = enrolment.discontinue(store, sku, successor)
+    click.echo(f"catalogue v{version}: {sku} discontinued" + (f", successor {successor}" if successor else ""))
+
+
+@catalog.command("rebuild")
+@db_option
+@reports_errors
+def rebuild_cmd(db: Path) -> None:
+    """Refit the shared projection and all prototypes (then re-run `cartos calibrate`)."""
+    with CatalogStore(db) as store:
+        version = enrolment.rebuild(store)
+    click.echo(f"catalogue v{version}: rebuilt; calibration is stale until recalibrated")
+
+
+@catalog.command("list")
+@db_option
+@click.option("--all", "show_all", is_flag=True, help="Include discontinued SKUs.")
+@click.option("--json", "as_json", is_flag=True)
+@reports_errors
+def list_cmd(db: Path, show_all: bool, as_json: bool) -> None:
+    """List SKUs with their reference-image counts."""
+    with CatalogStore(db) as store:
+        records = store.list_skus(status=None if show_all else "active")
+        counts = store.exemplar_counts()
+    for r in records:
+        if as_json:
+            emit_json({**asdict(r), "exemplars": counts.get(r.sku, 0)})
+        else:
+            click.echo(
+                f"{r.sku:20s} {r.status:12s} {counts.get(r.sku, 0):4d} img  "
+                f"{(r.brand or '-')[:18]:18s} {(r.family or '-')[:18]:18s} {r.name}"
+            )
+
+
+@catalog.command("show")
+@db_option
+@click.argument("sku")
+@reports_errors
+def show_cmd(db: Path, sku: str) -> None:
+    """Show one SKU as JSON."""
+    with CatalogStore(db) as store:
+        rec = store.get_sku(sku)
+        if rec is None:
+            raise UnknownSkuError(f"no SKU {sku!r} in {db}")
+        ex = store.exemplars(skus=[sku])
+        emit_json({**asdict(rec), "exemplars": len(ex), "sources": ex.sources[:10]})
+
+
+@catalog.command("history")
+@db_option
+@reports_errors
+def history_cmd(db: Path) -> None:
+    """Catalogue versions, oldest first."""
+    with CatalogStore(db) as store:
+        for row in store.history():
+            click.echo(f"v{row.version:<5d} {row.created_at}  {row.kind:12s} {row.summary}")
+
+
+def register(root: click.Group) -> None:
+    root.add_command(catalog)

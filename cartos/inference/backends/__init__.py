@@ -1,0 +1,1 @@
+"""One module per inference runtime; each registers itself with the registry."""

@@ -1,0 +1,25 @@
+"""Errors raised by the inference package."""
+
+from __future__ import annotations
+
+from cartos.errors import CartosError
+
+
+class InferenceError(CartosError):
+    """Base class for recognition-path failures."""
+
+
+class ImageDecodeError(InferenceError):
+    """An image could not be read or decoded (corrupt, truncated, not an image)."""
+
+
+class BackendUnavailableError(InferenceError):
+    """No inference backend could be loaded (missing library or unknown name)."""
+
+
+class ModelIntegrityError(InferenceError):
+    """A model file does not match its model card (checksum, size or shape)."""
+
+
+class CalibrationMissingError(InferenceError):
+    """Recognition asked for calibrated confidence but the catalogue has none."""

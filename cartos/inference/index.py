@@ -1,0 +1,113 @@
+"""The in-memory recognition index built from one catalogue version.
+
+Scores a query embedding against every active SKU. A SKU's score blends its
+prototype (the mean of its exemplars, robust to one bad reference) with its
+nearest exemplar (which keeps multi-facing or multi-pose SKUs recognisable
+when their mean sits between modes). Family and brand memberships ride along
+for the hierarchy fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cartos.catalog.records import SkuRecord
+from cartos.catalog.store import CatalogStore
+from cartos.inference.errors import InferenceError
+from cartos.inference.projection import Projection
+
+PROJECTION_ARTIFACT = "projection"
+DEFAULT_NN_WEIGHT = 0.5
+
+
+@dataclass
+class ScoredBatch:
+    """Per-SKU scores for a batch of queries, columns ordered like ``index.skus``."""
+
+    scores: np.ndarray  # (n, C)
+
+
+class RecognitionIndex:
+    """Projected SKU prototypes and exemplars, ready for dot products."""
+
+    def __init__(
+        self,
+        records: Sequence[SkuRecord],
+        exemplar_vectors: np.ndarray,
+        exemplar_skus: Sequence[str],
+        projection: Projection,
+        nn_weight: float = DEFAULT_NN_WEIGHT,
+        version: int = 0,
+    ) -> None:
+        self.version = version
+        self.projection = projection
+        self.nn_weight = nn_weight
+        self.records = {r.sku: r for r in records}
+        self.skus: list[str] = sorted(self.records)
+        if not self.skus:
+            raise InferenceError("the catalogue has no active SKU with exemplars")
+        column = {s: i for i, s in enumerate(self.skus)}
+        keep = np.array([s in column for s in exemplar_skus], dtype=bool)
+        labels = np.array([column[s] for s in np.asarray(exemplar_skus)[keep]], dtype=np.int64)
+        z = projection.apply(np.asarray(exemplar_vectors)[keep])
+        # Exemplars sorted by SKU column so a segmented max gives nearest-exemplar scores.
+        order = np.argsort(labels, kind="stable")
+        labels, z = labels[order], z[order]
+        self._labels = labels
+        self._exemplars = z
+        self._starts = np.searchsorted(labels, np.arange(len(self.skus)))
+        counts = np.bincount(labels, minlength=len(self.skus))
+        missing = [s for s, c in zip(self.skus, counts, strict=True) if c == 0]
+        if missing:
+            raise InferenceError(f"SKUs without exemplars: {', '.join(missing[:5])}")
+        proto = np.zeros((len(self.skus), z.shape[1]), dtype=np.float64)
+        np.add.at(proto, labels, z)
+        proto /= np.linalg.norm(proto, axis=1, keepdims=True)
+        self._prototypes = proto.astype(np.float32)
+        self.families = self._groups("family")
+        self.brands = self._groups("brand")
+
+    def _groups(self, attr: str) -> dict[str, np.ndarray]:
+        groups: dict[str, list[int]] = {}
+        for i, sku in enumerate(self.skus):
+            key = getattr(self.records[sku], attr)
+            if key:
+                groups.setdefault(key, []).append(i)
+        return {k: np.array(v, dtype=np.int64) for k, v in groups.items()}
+
+    @classmethod
+    def from_store(cls, store: CatalogStore, nn_weight: float = DEFAULT_NN_WEIGHT) -> RecognitionIndex:
+        """Load the current catalogue version (active SKUs only)."""
+        records = store.list_skus(status="active")
+        exemplars = store.exemplars(skus=[r.sku for r in records])
+        blob = store.get_artifact(PROJECTION_ARTIFACT)
+        dim = exemplars.vectors.shape[1] if len(exemplars) else (store.embedding_dim or 0)
+        projection = Projection.from_bytes(blob) if blob else Projection.identity(dim)
+        with_exemplars = set(exemplars.skus)
+        records = [r for r in records if r.sku in with_exemplars]
+        return cls(
+            records,
+            exemplars.vectors,
+            exemplars.skus,
+            projection,
+            nn_weight=nn_weight,
+            version=store.version,
+        )
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        return self.projection.apply(vectors)
+
+    def score(self, vectors: np.ndarray, exclude: Collection[str] = ()) -> np.ndarray:
+        """(n, C) SKU scores for raw query embeddings; excluded SKUs score -inf."""
+        q = self.project(np.atleast_2d(vectors))
+        proto = q @ self._prototypes.T
+        sims = q @ self._exemplars.T
+        nearest = np.maximum.reduceat(sims, self._starts, axis=1)
+        scores = (1 - self.nn_weight) * proto + self.nn_weight * nearest
+        if exclude:
+            cols = [i for i, s in enumerate(self.skus) if s in exclude]
+            scores[:, cols] = -np.inf
+        return scores.astype(np.float32)

@@ -1,0 +1,462 @@
+"""The design of a synthetic store catalogue: brands, product lines, SKUs.
+
+A design is pure data and a pure function of ``(seed, slot)``: SKU number
+``slot`` always gets the same brand, family, flavour, barcode and weight, no
+matter how many other SKUs are generated. That is what lets a test grow a
+catalogue and still compare the earlier SKUs byte for byte, and what lets the
+demo say "syn-00007" in two runs and mean the same product.
+
+Structure mirrors a real assortment so recognition meets realistic difficulty:
+
+* a *brand* owns a palette, a layout, a logo glyph, a font and a wordmark, and
+  consecutive brands never share a layout or glyph, so brands are easy to tell
+  apart;
+* a brand has two *product lines* in different *families* (category + pack
+  shape);
+* a line has ``variants_per_line`` *variants* (flavours) that share everything
+  except a flavour band, flavour-coloured fruit and sometimes the size label:
+  the near-duplicates a frozen embedding struggles with, and which the basket
+  scale can sometimes settle.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from cartos.synth.errors import SynthError
+
+Colour = tuple[int, int, int]
+"""A BGR colour, the channel order OpenCV draws and encodes in."""
+
+LINES_PER_BRAND = 2
+NOVEL_SLOT_BASE = 90_000
+"""Held-out (never catalogued) SKUs live at slots from here, ids ``syn-90001`` on.
+
+Keeping them in their own region means a catalogue of any allowed size can
+never contain them, and their designs do not depend on the catalogue size.
+"""
+MAX_CATALOGUE_SKUS = NOVEL_SLOT_BASE
+MAX_NOVEL_SKUS = 9_999
+_NOVEL_BRAND_BASE = 50_000
+_NOVEL_LINE_BASE = 1_000_000
+
+# Random-stream domains: every consumer of randomness gets its own stream, so
+# adding a draw in one place never shifts the numbers another place sees.
+DOMAIN_BRAND = 1
+DOMAIN_LINE = 2
+DOMAIN_POPULARITY = 3
+DOMAIN_IMAGE = 4
+DOMAIN_PALETTE = 5
+
+
+def derive_rng(seed: int, *keys: int) -> np.random.Generator:
+    """A generator that depends only on ``seed`` and ``keys``.
+
+    SeedSequence mixes the whole key tuple, so (seed, slot, image) streams are
+    independent of each other and of how many slots or images exist.
+    """
+    if seed < 0 or any(k < 0 for k in keys):
+        raise SynthError(f"seed and stream keys must be non-negative, got {seed}, {keys}")
+    return np.random.default_rng(np.random.SeedSequence([seed, *keys]))
+
+
+class PackShape(StrEnum):
+    """The silhouette a family's products are sold in."""
+
+    BOX = "box"
+    CAN = "can"
+    BOTTLE = "bottle"
+    BAG = "bag"
+    TRAY = "tray"
+
+
+class Layout(StrEnum):
+    """How a brand arranges its colour fields on the front face."""
+
+    BAND = "band"
+    SPLIT = "split"
+    DIAGONAL = "diagonal"
+    FRAME = "frame"
+    BADGE = "badge"
+    COLUMNS = "columns"
+
+
+class Glyph(StrEnum):
+    """The brand's logo mark, drawn next to the wordmark."""
+
+    CIRCLE = "circle"
+    STAR = "star"
+    STRIPES = "stripes"
+    TRIANGLE = "triangle"
+    DIAMOND = "diamond"
+
+
+FONTS: tuple[int, ...] = (0, 2, 3, 4)
+"""OpenCV Hershey fonts used for wordmarks (simplex, duplex, complex, triplex)."""
+
+
+@dataclass(frozen=True)
+class Brand:
+    """A manufacturer's visual identity."""
+
+    index: int
+    name: str
+    palette: tuple[Colour, ...]
+    layout: Layout
+    glyph: Glyph
+    font: int
+    gs1_prefix: str
+    company_code: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """A product category and the pack it comes in."""
+
+    name: str
+    shape: PackShape
+    sizes_g: tuple[int, ...]
+    tare_g: int
+    content_colour: Colour
+    """What shows through a bottle or a tray lid (juice, berries, ...)."""
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """A variant's flavour and the accent colour its band is printed in."""
+
+    name: str
+    colour: Colour
+
+
+def _bgr(r: int, g: int, b: int) -> Colour:
+    return (b, g, r)
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("Cereal", PackShape.BOX, (375, 500, 750), 30, _bgr(215, 170, 90)),
+    Family("Crackers", PackShape.BOX, (200, 250, 300), 15, _bgr(225, 185, 120)),
+    Family("Tea", PackShape.BOX, (75, 100, 150), 12, _bgr(120, 150, 60)),
+    Family("Cola", PackShape.CAN, (330, 500), 15, _bgr(60, 30, 20)),
+    Family("Soup", PackShape.CAN, (400, 800), 60, _bgr(200, 80, 40)),
+    Family("Beans", PackShape.CAN, (400, 420), 55, _bgr(190, 110, 60)),
+    Family("Juice", PackShape.BOTTLE, (500, 750, 1000), 40, _bgr(250, 160, 30)),
+    Family("Ketchup", PackShape.BOTTLE, (500, 750), 35, _bgr(180, 20, 20)),
+    Family("Oil", PackShape.BOTTLE, (500, 750, 1000), 60, _bgr(220, 200, 60)),
+    Family("Water", PackShape.BOTTLE, (500, 1500), 30, _bgr(200, 225, 240)),
+    Family("Crisps", PackShape.BAG, (150, 175, 200), 6, _bgr(235, 200, 90)),
+    Family("Coffee", PackShape.BAG, (250, 500), 12, _bgr(90, 55, 30)),
+    Family("Pasta", PackShape.BAG, (500, 1000), 6, _bgr(240, 215, 140)),
+    Family("Cookies", PackShape.TRAY, (200, 300), 15, _bgr(170, 110, 50)),
+    Family("Berries", PackShape.TRAY, (250, 500), 20, _bgr(90, 30, 80)),
+    Family("Cheese", PackShape.TRAY, (200, 400), 10, _bgr(250, 215, 80)),
+)
+
+FLAVOURS: tuple[Flavour, ...] = (
+    Flavour("Original", _bgr(205, 30, 40)),
+    Flavour("Lemon", _bgr(250, 225, 40)),
+    Flavour("Berry", _bgr(130, 30, 140)),
+    Flavour("Mint", _bgr(60, 205, 150)),
+    Flavour("Spicy", _bgr(240, 95, 20)),
+    Flavour("Cocoa", _bgr(95, 55, 30)),
+    Flavour("Light", _bgr(120, 190, 245)),
+    Flavour("Organic", _bgr(90, 170, 40)),
+    Flavour("Zero", _bgr(25, 25, 30)),
+    Flavour("Vanilla", _bgr(245, 235, 195)),
+)
+MAX_VARIANTS_PER_LINE = len(FLAVOURS)
+
+_SYLLABLES_1 = (
+    "Ka", "Lo", "Mi", "Ve", "Zu", "Bra", "Ori", "Sol", "Nu", "Pe",
+    "Ta", "Gri", "Fen", "Du", "Ro", "Cle", "Ha", "Jo", "Qui", "Sa",
+)  # fmt: skip
+_SYLLABLES_2 = (
+    "ra", "mo", "li", "ven", "ta", "xo", "del", "nor",
+    "pi", "lu", "sto", "ber", "vi", "ko", "san", "me",
+)  # fmt: skip
+_ENDINGS = ("", "a", "o", "ix", "en", "ia", "ly", "co", "s", "er")
+_NAME_SPACE = len(_SYLLABLES_1) * len(_SYLLABLES_2) * len(_ENDINGS)
+_GS1_PREFIXES = ("40", "41", "42", "43", "50", "54", "57", "73", "76", "80", "87", "90")
+_PRIMARIES: tuple[Colour, ...] = (
+    _bgr(200, 30, 35),  # red
+    _bgr(30, 80, 190),  # blue
+    _bgr(250, 205, 25),  # yellow
+    _bgr(35, 140, 60),  # green
+    _bgr(240, 120, 20),  # orange
+    _bgr(115, 45, 145),  # purple
+    _bgr(30, 30, 35),  # black
+    _bgr(238, 238, 232),  # white
+    _bgr(0, 150, 150),  # teal
+    _bgr(230, 90, 150),  # pink
+    _bgr(125, 75, 40),  # brown
+    _bgr(95, 175, 230),  # sky
+)
+_SECONDARIES: tuple[Colour, ...] = (
+    _bgr(250, 250, 245),  # white
+    _bgr(25, 25, 28),  # black
+    _bgr(225, 180, 40),  # gold
+    _bgr(210, 35, 40),  # red
+    _bgr(25, 40, 95),  # navy
+    _bgr(245, 230, 190),  # cream
+    _bgr(60, 170, 70),  # green
+    _bgr(170, 175, 180),  # silver
+)
+_ACCENTS: tuple[Colour, ...] = (
+    _bgr(255, 215, 0),  # gold
+    _bgr(230, 30, 50),  # red
+    _bgr(0, 170, 230),  # cyan
+    _bgr(250, 250, 250),  # white
+    _bgr(20, 20, 20),  # black
+    _bgr(120, 220, 60),  # lime
+    _bgr(240, 100, 200),  # magenta
+)
+
+
+@dataclass(frozen=True)
+class SkuDesign:
+    """Everything needed to render, name and weigh one SKU."""
+
+    sku_id: str
+    slot: int
+    brand: Brand
+    family: Family
+    line: int
+    variant: int
+    flavour: Flavour
+    size_g: int
+    weight_g: int
+    """Gross weight the basket scale sees: net contents plus packaging."""
+    weight_tol_g: int
+    barcode: str
+    name: str
+    motif_seed: int
+    """Seeds the line's pictorial motif, so all variants of a line share it."""
+
+    @property
+    def line_key(self) -> tuple[int, int]:
+        """(brand index, line): equal for near-duplicate variants of one line."""
+        return (self.brand.index, self.line)
+
+
+def ean13_check_digit(body: str) -> int:
+    """The GS1 mod-10 check digit for a 12-digit body."""
+    if len(body) != 12 or not body.isdigit():
+        raise SynthError(f"EAN-13 body must be 12 digits, got {body!r}")
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
+    return (10 - total % 10) % 10
+
+
+def is_valid_ean13(code: str) -> bool:
+    """True for a 13-digit string whose last digit is the correct check digit."""
+    return len(code) == 13 and code.isdigit() and ean13_check_digit(code[:12]) == int(code[12])
+
+
+def weight_tolerance_g(weight_g: int) -> int:
+    """How far a correct item may read off nominal: 3 %, never under 5 g.
+
+    Five grams floors the tolerance at what a cart load cell resolves; three
+    per cent covers fill variation allowed for packaged goods.
+    """
+    return max(5, round(0.03 * weight_g))
+
+
+def _hsv_colour(h: float, s: float, v: float) -> Colour:
+    r, g, b = colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
+    return _bgr(round(r * 255), round(g * 255), round(b * 255))
+
+
+def _brand_name(seed: int, index: int) -> str:
+    """A pronounceable wordmark, unique for the first few thousand brands.
+
+    An affine map with a multiplier coprime to the name space is a bijection,
+    so distinct brand indices below the space size get distinct names.
+    """
+    offset = int(derive_rng(seed, DOMAIN_BRAND).integers(_NAME_SPACE))
+    code = (index * 1103 + offset) % _NAME_SPACE
+    code, end = divmod(code, len(_ENDINGS))
+    first, second = divmod(code, len(_SYLLABLES_2))
+    return _SYLLABLES_1[first] + _SYLLABLES_2[second] + _ENDINGS[end]
+
+
+def _distance(a: Colour, b: Colour) -> float:
+    return math.dist(a, b)
+
+
+def _jitter(colour: Colour, rng: np.random.Generator, amount: float) -> Colour:
+    b, g, r = colour
+    h, s, v = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)
+    h += rng.uniform(-amount, amount)
+    s *= rng.uniform(1 - 2 * amount, 1 + amount)
+    v *= rng.uniform(1 - 2 * amount, 1 + amount)
+    return _hsv_colour(h, s, v)
+
+
+def _pick_distinct(
+    rng: np.random.Generator, candidates: Sequence[Colour], avoid: Sequence[Colour]
+) -> Colour:
+    """A candidate far (in RGB) from every colour in ``avoid``, so fields stay legible."""
+    order = rng.permutation(len(candidates))
+    for threshold in (140.0, 100.0, 0.0):
+        for i in order:
+            colour = candidates[int(i)]
+            if all(_distance(colour, other) >= threshold for other in avoid):
+                return colour
+    raise AssertionError("unreachable: threshold 0 accepts any candidate")
+
+
+def _brand_palette(seed: int, index: int) -> tuple[Colour, ...]:
+    """Primary, secondary and (usually) accent colours for one brand.
+
+    Primaries come from a curated set of clearly different brand colours
+    (black and white included, as on real shelves), dealt out as a shuffled
+    deck: any run of brands within one deck never repeats a primary. Later
+    decks are jittered so they are not exact repeats.
+    """
+    deck, card = divmod(index, len(_PRIMARIES))
+    order = derive_rng(seed, DOMAIN_PALETTE, deck).permutation(len(_PRIMARIES))
+    rng = derive_rng(seed, DOMAIN_PALETTE, index, 1)
+    primary = _jitter(_PRIMARIES[int(order[card])], rng, 0.02 if deck == 0 else 0.05)
+    secondary = _pick_distinct(rng, _SECONDARIES, [primary])
+    if rng.random() < 0.25:
+        return (primary, secondary)
+    return (primary, secondary, _pick_distinct(rng, _ACCENTS, [primary, secondary]))
+
+
+def make_brand(seed: int, index: int) -> Brand:
+    """The brand with number ``index``; layout and glyph cycle so neighbours differ."""
+    rng = derive_rng(seed, DOMAIN_BRAND, index)
+    layouts = tuple(Layout)
+    glyphs = tuple(Glyph)
+    return Brand(
+        index=index,
+        name=_brand_name(seed, index),
+        palette=_brand_palette(seed, index),
+        layout=layouts[index % len(layouts)],
+        glyph=glyphs[(index * 2 + index // len(glyphs)) % len(glyphs)],
+        font=FONTS[index % len(FONTS)],
+        gs1_prefix=_GS1_PREFIXES[int(rng.integers(len(_GS1_PREFIXES)))],
+        company_code=f"{(index * 7919 + 4099) % 100_000:05d}",
+    )
+
+
+def _line_family(seed: int, line: int) -> Family:
+    """The family of a product line; pack shapes rotate so every catalogue mixes them.
+
+    Consecutive lines (the two lines of one brand among them) always get
+    different shapes, and any five consecutive lines cover all five.
+    """
+    shapes = tuple(PackShape)
+    offset = int(derive_rng(seed, DOMAIN_LINE).integers(len(shapes)))
+    shape = shapes[(line + offset) % len(shapes)]
+    candidates = [f for f in FAMILIES if f.shape is shape]
+    pick = derive_rng(seed, DOMAIN_LINE, line, 1).integers(len(candidates))
+    return candidates[int(pick)]
+
+
+def _locate(slot: int, variants_per_line: int) -> tuple[int, int, int, int]:
+    """Map a slot to (brand index, line, line number within brand, variant)."""
+    if slot >= NOVEL_SLOT_BASE:
+        k = slot - NOVEL_SLOT_BASE
+        return (_NOVEL_BRAND_BASE + k, _NOVEL_LINE_BASE + k, 0, 0)
+    line, variant = divmod(slot, variants_per_line)
+    return (line // LINES_PER_BRAND, line, line % LINES_PER_BRAND, variant)
+
+
+def design_sku(seed: int, slot: int, variants_per_line: int) -> SkuDesign:
+    """The SKU at ``slot``: a pure function of its arguments."""
+    if not 1 <= variants_per_line <= MAX_VARIANTS_PER_LINE:
+        raise SynthError(
+            f"variants_per_line must be between 1 and {MAX_VARIANTS_PER_LINE}, "
+            f"got {variants_per_line}"
+        )
+    if not 0 <= slot < NOVEL_SLOT_BASE + MAX_NOVEL_SKUS:
+        raise SynthError(f"SKU slot {slot} is out of range")
+    brand_index, line, line_in_brand, variant = _locate(slot, variants_per_line)
+    brand = make_brand(seed, brand_index)
+    family = _line_family(seed, line)
+
+    line_rng = derive_rng(seed, DOMAIN_LINE, line)
+    flavour_order = line_rng.permutation(len(FLAVOURS))
+    base_size = int(line_rng.choice(family.sizes_g))
+    size_draws = line_rng.random(MAX_VARIANTS_PER_LINE)
+    other_sizes = line_rng.integers(len(family.sizes_g), size=MAX_VARIANTS_PER_LINE)
+    motif_seed = int(line_rng.integers(2**31))
+
+    flavour = FLAVOURS[int(flavour_order[variant])]
+    size_g = base_size
+    if variant > 0 and size_draws[variant] < 0.35:
+        size_g = family.sizes_g[int(other_sizes[variant])]
+    weight_g = size_g + family.tare_g
+
+    item_ref = (line_in_brand * 100 + variant + 37 * brand_index) % 100_000
+    body = f"{brand.gs1_prefix}{brand.company_code}{item_ref:05d}"
+    barcode = body + str(ean13_check_digit(body))
+    return SkuDesign(
+        sku_id=f"syn-{slot + 1:05d}",
+        slot=slot,
+        brand=brand,
+        family=family,
+        line=line,
+        variant=variant,
+        flavour=flavour,
+        size_g=size_g,
+        weight_g=weight_g,
+        weight_tol_g=weight_tolerance_g(weight_g),
+        barcode=barcode,
+        name=f"{brand.name} {family.name} {flavour.name} {size_g}g",
+        motif_seed=motif_seed,
+    )
+
+
+def catalogue_designs(seed: int, n_skus: int, variants_per_line: int) -> list[SkuDesign]:
+    """The first ``n_skus`` SKUs of the assortment (slots 0..n_skus-1)."""
+    if not 1 <= n_skus <= MAX_CATALOGUE_SKUS:
+        raise SynthError(f"n_skus must be between 1 and {MAX_CATALOGUE_SKUS}, got {n_skus}")
+    return [design_sku(seed, slot, variants_per_line) for slot in range(n_skus)]
+
+
+def novel_designs(seed: int, n_new: int) -> list[SkuDesign]:
+    """Held-out SKUs, each of a brand the catalogue never contains.
+
+    New brands rather than new flavours of known lines: the open-set question
+    "is this in the catalogue at all?" should have a clear right answer in the
+    demo; flavour near-duplicates are already covered inside the catalogue.
+    """
+    if not 0 <= n_new <= MAX_NOVEL_SKUS:
+        raise SynthError(f"n_new must be between 0 and {MAX_NOVEL_SKUS}, got {n_new}")
+    # Every novel SKU is a one-variant line of its own brand, so the line size is moot.
+    return [design_sku(seed, NOVEL_SLOT_BASE + k, 1) for k in range(n_new)]
+
+
+def reference_counts(
+    seed: int, skus: Sequence[SkuDesign], refs_per_sku: int, long_tail_ratio: float
+) -> list[int]:
+    """How many reference images each SKU gets, head-heavy when asked.
+
+    Real enrolment data is long-tailed: best sellers are photographed often,
+    slow movers a couple of times. The most popular SKU gets ``refs_per_sku``,
+    the least popular ``refs_per_sku / long_tail_ratio`` (at least one), with
+    a geometric fall-off in between. Popularity is a per-SKU random draw, so
+    the head is not simply the first lines. With a ratio of 1 every SKU gets
+    ``refs_per_sku`` and counts do not depend on the catalogue size.
+    """
+    if refs_per_sku < 1:
+        raise SynthError(f"refs_per_sku must be at least 1, got {refs_per_sku}")
+    if not math.isfinite(long_tail_ratio) or long_tail_ratio < 1.0:
+        raise SynthError(f"long_tail_ratio must be a finite number >= 1, got {long_tail_ratio}")
+    n = len(skus)
+    if long_tail_ratio == 1.0 or n <= 1:
+        return [refs_per_sku] * n
+    popularity = [float(derive_rng(seed, DOMAIN_POPULARITY, s.slot).random()) for s in skus]
+    order = sorted(range(n), key=lambda i: (-popularity[i], skus[i].slot))
+    counts = [0] * n
+    for rank, i in enumerate(order):
+        fraction = rank / (n - 1)
+        counts[i] = max(1, round(refs_per_sku * long_tail_ratio ** (-fraction)))
+    return counts
