@@ -174,17 +174,24 @@ class Calibration:
         return cls(**data)
 
 
+NEVER = 1.000001
+"""A threshold no probability reaches: "accept nothing"."""
+
+
 def threshold_for_precision(conf: np.ndarray, correct: np.ndarray, precision: float) -> float:
     """Lowest threshold t such that the answers with confidence >= t reach ``precision``.
 
-    Returns 1.0 (accept nothing) when no cut-off reaches the target.
+    Cut-offs are only taken between distinct confidence values, so tied
+    answers are always accepted or refused together. Returns :data:`NEVER`
+    when no cut-off reaches the target.
     """
     if len(conf) == 0:
-        return 1.0
+        return NEVER
     order = np.argsort(-conf, kind="stable")
     c = conf[order]
     prec = np.cumsum(correct[order]) / np.arange(1, len(c) + 1)
-    ok = np.where(prec >= precision)[0]
+    group_end = np.append(c[1:] < c[:-1], True)
+    ok = np.where((prec >= precision) & group_end)[0]
     if len(ok) == 0:
-        return 1.0
+        return NEVER
     return float(c[ok[-1]])

@@ -153,6 +153,8 @@ def _fit_projection_if_missing(store: CatalogStore) -> bool:
         return False
     ex = store.exemplars(skus=[r.sku for r in records])
     projection = fit_projection(ex.vectors, np.asarray(ex.skus))
+    if not projection.fitted_classes:
+        return False  # too few SKUs with repeated references: stay on plain cosine
     store.put_artifact(PROJECTION_ARTIFACT, projection.to_bytes())
     return True
 

@@ -97,7 +97,10 @@ def fit_projection(
     x = np.asarray(vectors, dtype=np.float64)
     labels = np.asarray(labels)
     classes, inverse = np.unique(labels, return_inverse=True)
-    if len(classes) < MIN_CLASSES_TO_FIT:
+    # Within-SKU scatter needs SKUs with at least two references; a catalogue
+    # of single pack shots has none, and plain cosine is the honest choice.
+    repeated = int((np.bincount(inverse) >= 2).sum())
+    if len(classes) < MIN_CLASSES_TO_FIT or repeated < MIN_CLASSES_TO_FIT:
         return Projection.identity(x.shape[1])
     if not 0.0 <= shrinkage <= 1.0:
         raise InferenceError(f"shrinkage must be in [0, 1], got {shrinkage}")

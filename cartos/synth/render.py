@@ -77,17 +77,17 @@ def reference_style(occlusion_rate: float) -> ShotStyle:
 
 
 def query_style(occlusion_rate: float) -> ShotStyle:
-    """In-basket shots: steeper angles, motion blur, hands, loose detector boxes."""
+    """In-basket shots: steeper angles, more blur and noise, hands, looser detector boxes."""
     return ShotStyle(
         max_rotation_deg=15.0,
-        perspective=0.1,
-        blur_sigma=(0.3, 1.3),
-        noise_sigma=(2.0, 7.0),
-        gain=(0.7, 1.2),
-        colour_temperature=0.14,
+        perspective=0.08,
+        blur_sigma=(0.2, 1.1),
+        noise_sigma=(1.5, 6.0),
+        gain=(0.75, 1.2),
+        colour_temperature=0.12,
         occlusion_rate=occlusion_rate,
-        glare_rate=0.3,
-        margin=(-0.03, 0.12),
+        glare_rate=0.2,
+        margin=(-0.02, 0.12),
         crop_long_side=(160, 260),
     )
 
