@@ -95,6 +95,15 @@ def write_manifest(path: Path, rows: list[DataRow]) -> Path:
         w.writerow(MANIFEST_HEADER)
         for r in rows:
             w.writerow(
-                [str(r.image), r.sku, r.barcode, r.name, r.brand, r.family, r.weight_g, r.weight_tol_g]
+                [
+                    str(r.image),
+                    r.sku,
+                    r.barcode,
+                    r.name,
+                    r.brand,
+                    r.family,
+                    r.weight_g,
+                    r.weight_tol_g,
+                ]
             )
     return path

@@ -54,7 +54,7 @@ def grozi_split(
         if sku in held:
             continue
         ordered = sorted(refs[sku], key=lambda r: r.crop_no)
-        cut = int(round(len(ordered) * calibration_fraction))
+        cut = round(len(ordered) * calibration_fraction)
         calibration.extend(ordered[:cut])
         catalogue.extend(ordered[cut:])
     return GroziSplit(

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,7 @@ def decision_metrics(
         "decisions_known": dict(Counter(r.decision for r in known)),
         "decisions_unknown": dict(Counter(r.decision for r in unknown)),
         "levels_unknown": dict(Counter(r.level for r in unknown)),
-        "confirm_precision_known": float(
-            correct[[r.decision == "confirm" for r in known]].mean()
-        )
+        "confirm_precision_known": float(correct[[r.decision == "confirm" for r in known]].mean())
         if any(r.decision == "confirm" for r in known)
         else float("nan"),
     }
@@ -142,13 +141,15 @@ def snacks_one_shot(embedder: Embedder, work: Path) -> dict[str, Any]:
         start = time.perf_counter()
         for r in rows:
             enrolment.add_sku(
-                store, embedder, SkuRecord(sku=r.sku, name=r.name, brand=r.brand or None,
-                                           family=r.family or None), [r.image]
+                store,
+                embedder,
+                SkuRecord(sku=r.sku, name=r.name, brand=r.brand or None, family=r.family or None),
+                [r.image],
             )
         enrol_s = time.perf_counter() - start
         recognizer = Recognizer.from_store(store)
     images = [decode_image(r.image) for r in rows]
-    transforms = {
+    transforms: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "identity": lambda im: im,
         "hflip": lambda im: im[:, ::-1],
         "rotate90": lambda im: cv2.rotate(im, cv2.ROTATE_90_CLOCKWISE),
@@ -165,7 +166,9 @@ def snacks_one_shot(embedder: Embedder, work: Path) -> dict[str, Any]:
     for name, fn in transforms.items():
         vecs = embedder.embed_arrays([np.ascontiguousarray(fn(im)) for im in images])
         answers = recognizer.recognize_vectors(vecs)
-        out[f"top1_{name}"] = float(np.mean([a.sku == r.sku for a, r in zip(answers, rows, strict=True)]))
+        out[f"top1_{name}"] = float(
+            np.mean([a.sku == r.sku for a, r in zip(answers, rows, strict=True)])
+        )
     return out
 
 
@@ -293,8 +296,13 @@ def _bench_add(
     copy = work / "grozi_add.db"
     shutil.copyfile(db, copy)
     first = picks[0]
-    record = SkuRecord(sku=new_sku, name=first.name, brand=first.brand, family=first.family,
-                       barcode=first.barcode or None)
+    record = SkuRecord(
+        sku=new_sku,
+        name=first.name,
+        brand=first.brand,
+        family=first.family,
+        barcode=first.barcode or None,
+    )
     with CatalogStore(copy) as store:
         start = time.perf_counter()
         enrolment.add_sku(store, embedder, record, [p.image for p in picks])

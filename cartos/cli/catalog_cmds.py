@@ -101,7 +101,10 @@ def discontinue_cmd(db: Path, sku: str, successor: str | None) -> None:
     """Remove a SKU from recognition and record its successor."""
     with CatalogStore(db) as store:
         version = enrolment.discontinue(store, sku, successor)
-    click.echo(f"catalogue v{version}: {sku} discontinued" + (f", successor {successor}" if successor else ""))
+    click.echo(
+        f"catalogue v{version}: {sku} discontinued"
+        + (f", successor {successor}" if successor else "")
+    )
 
 
 @catalog.command("rebuild")

@@ -65,10 +65,11 @@ def cli(verbose: int) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from cartos.cli import bench_cmds, catalog_cmds, model_cmds, recognize_cmds
+    from cartos.cli import bench_cmds, catalog_cmds, demo_cmd, model_cmds, recognize_cmds
 
     catalog_cmds.register(cli)
     model_cmds.register(cli)
     recognize_cmds.register(cli)
     bench_cmds.register(cli)
+    demo_cmd.register(cli)
     cli()

@@ -41,8 +41,12 @@ def model() -> None:
     default=None,
     help="Output folder (default: the package's models/ folder, i.e. replace the shipped model).",
 )
-@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]),
-              default="minmax", show_default=True)
+@click.option(
+    "--calibration-method",
+    type=click.Choice(["minmax", "percentile", "entropy"]),
+    default="minmax",
+    show_default=True,
+)
 @reports_errors
 def build_cmd(
     calibration: tuple[str, ...],

@@ -89,7 +89,9 @@ def recognize_cmd(db: Path, as_json: bool, top_k: int, paths: tuple[str, ...]) -
     type=click.FloatRange(0.005, 0.2),
     help="Share of known items allowed to be flagged unknown.",
 )
-@click.option("--holdout-fraction", default=0.08, show_default=True, type=click.FloatRange(0.01, 0.5))
+@click.option(
+    "--holdout-fraction", default=0.08, show_default=True, type=click.FloatRange(0.01, 0.5)
+)
 @click.option("--seed", default=0, show_default=True)
 @reports_errors
 def calibrate_cmd(

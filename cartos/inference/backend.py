@@ -48,7 +48,7 @@ class InferenceBackend(ABC):
     def output_dim(self) -> int:
         """Embedding size the model produces."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release the runtime session (default: nothing to release)."""
 
 

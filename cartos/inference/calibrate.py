@@ -22,9 +22,9 @@ from cartos.inference.calibration import (
     LogisticModel,
     expected_calibration_error,
     fit_temperature,
+    local_posterior,
     reliability_bins,
     score_features,
-    softmax,
     threshold_for_precision,
 )
 from cartos.inference.errors import InferenceError
@@ -96,7 +96,7 @@ def _score_rows(
     scores = index.score(vectors)
     pred_col = scores.argmax(axis=1)
     predicted = [index.skus[c] for c in pred_col]
-    probs = softmax(scores, temperature)
+    probs = local_posterior(scores, temperature)
     fam, fam_p = group_posterior(index, probs, "family")
     brand, brand_p = group_posterior(index, probs, "brand")
     return {
@@ -132,8 +132,12 @@ def fit_calibration(
     if len(known_skus) < 3:
         raise InferenceError("calibration needs labelled images of at least 3 catalogue SKUs")
     full = RecognitionIndex(
-        snap.records, snap.exemplar_vectors, snap.exemplar_skus, snap.projection,
-        snap.nn_weight, snap.version,
+        snap.records,
+        snap.exemplar_vectors,
+        snap.exemplar_skus,
+        snap.projection,
+        snap.nn_weight,
+        snap.version,
     )
     known_rows = np.array([t in catalogue for t in truth])
     col = {s: i for i, s in enumerate(full.skus)}
@@ -145,15 +149,16 @@ def fit_calibration(
     rng = np.random.default_rng(targets.seed)
     order = list(rng.permutation(known_skus))
     per_fold = max(1, round(targets.holdout_fraction * len(full.skus)))
+    # By default every calibration SKU is held out exactly once, so the unknown
+    # side is not at the mercy of which few SKUs one draw happened to pick.
+    folds = targets.folds or int(np.ceil(len(order) / per_fold))
     parts: list[dict[str, np.ndarray | list[str]]] = []
-    for f in range(max(1, targets.folds)):
+    for f in range(max(1, folds)):
         held = set(order[(f * per_fold) % len(order) :][:per_fold])
         if len(held) >= len(full.skus):
             break
         index = _fold_index(snap, held)
-        parts.append(
-            _score_rows(index, vectors, truth, truth_family, truth_brand, temperature)
-        )
+        parts.append(_score_rows(index, vectors, truth, truth_family, truth_brand, temperature))
     rows = CalibrationRows(
         features=np.concatenate([p["features"] for p in parts]),  # type: ignore[misc]
         correct=np.concatenate([p["correct"] for p in parts]),  # type: ignore[misc]
@@ -168,10 +173,15 @@ def fit_calibration(
     if not rows.unknown.any():
         raise InferenceError("calibration produced no simulated unknowns; add more SKUs")
 
-    conf_model = LogisticModel.fit(rows.features, rows.correct.astype(float))
+    # confidence = P(right | known, features) * P(known | features): the two
+    # factors are fitted separately, so the known-item part does not depend on
+    # how many simulated unknowns the folds happened to produce.
+    known_model = LogisticModel.fit(
+        rows.features[~rows.unknown], rows.correct[~rows.unknown].astype(float)
+    )
     unk_model = LogisticModel.fit(rows.features, rows.unknown.astype(float))
-    conf = conf_model.predict(rows.features)
     unk = unk_model.predict(rows.features)
+    conf = known_model.predict(rows.features) * (1.0 - unk)
 
     accept = threshold_for_precision(conf, rows.correct, targets.accept_precision)
     confirm = min(accept, threshold_for_precision(conf, rows.correct, targets.confirm_precision))
@@ -186,35 +196,39 @@ def fit_calibration(
         sku = rows.predicted[i]
         per_class[sku] = max(per_class.get(sku, accept), min(1.0, float(conf[i]) + 1e-4))
 
-    fam_thr = threshold_for_precision(rows.family_prob, rows.family_correct, targets.group_precision)
-    brand_thr = threshold_for_precision(rows.brand_prob, rows.brand_correct, targets.group_precision)
+    fam_thr = threshold_for_precision(
+        rows.family_prob, rows.family_correct, targets.group_precision
+    )
+    brand_thr = threshold_for_precision(
+        rows.brand_prob, rows.brand_correct, targets.group_precision
+    )
 
     correct_f = rows.correct.astype(float)
-    held = rows.unknown
+    is_unk = rows.unknown
     flagged = unk >= unknown_thr
     metrics = {
-        "rows": int(len(conf)),
-        "known_rows": int((~held).sum()),
-        "simulated_unknown_rows": int(held.sum()),
+        "rows": len(conf),
+        "known_rows": int((~is_unk).sum()),
+        "simulated_unknown_rows": int(is_unk.sum()),
         "held_out_skus_per_fold": per_fold,
         "folds": len(parts),
-        "top1_known": float(rows.correct[~held].mean()),
+        "top1_known": float(rows.correct[~is_unk].mean()),
         "ece_before": expected_calibration_error(rows.raw_top_prob, correct_f),
         "ece_after": expected_calibration_error(conf, correct_f),
-        "unknown_fpr_known_flagged": float(flagged[~held].mean()),
-        "unknown_fnr_unknown_missed": float((~flagged[held]).mean()),
-        "accept_rate_known": float((conf[~held] >= accept).mean()),
+        "unknown_fpr_known_flagged": float(flagged[~is_unk].mean()),
+        "unknown_fnr_unknown_missed": float((~flagged[is_unk]).mean()),
+        "accept_rate_known": float((conf[~is_unk] >= accept).mean()),
         "accept_precision": float(rows.correct[conf >= accept].mean())
         if (conf >= accept).any()
         else float("nan"),
-        "unknown_accepted_rate": float((conf[held] >= accept).mean()),
+        "unknown_accepted_rate": float((conf[is_unk] >= accept).mean()),
         "reliability_before": reliability_bins(rows.raw_top_prob, correct_f),
         "reliability_after": reliability_bins(conf, correct_f),
     }
     cal = Calibration(
         catalog_version=snap.version,
         temperature=temperature,
-        confidence_model=conf_model,
+        confidence_model=known_model,
         unknown_model=unk_model,
         accept_threshold=accept,
         confirm_threshold=confirm,

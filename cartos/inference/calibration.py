@@ -5,12 +5,12 @@ size: the more SKUs, the more near neighbours, the smaller the margins. So the
 numbers a cart acts on are *fitted*, on labelled images that are not
 references, to what actually happened:
 
-* ``confidence``: P(top-1 SKU is right), from a logistic model over the top
-  score, the top-1/top-2 margin and the softmax mass of the winner. Training
-  includes simulated unknowns (held-out SKUs scored against a gallery without
-  them), for which "right" is impossible, so unknown items get low confidence.
-* ``unknown_score``: P(the item is not in the catalogue), a second logistic
-  model on the same features, known vs simulated-unknown.
+* ``unknown_score``: P(the item is not in the catalogue), a logistic model
+  over the top score, the top-1/top-2 margin and the softmax mass of the
+  winner, fitted on known items vs simulated unknowns (held-out SKUs scored
+  against a gallery without them).
+* ``confidence``: P(top-1 SKU is right) = P(right | known) x P(known), where
+  P(right | known) is a second logistic model fitted on known items only.
 * thresholds: one global accept threshold chosen for a target precision, then
   raised per SKU wherever that SKU attracted confident mistakes; a confirm
   threshold; an unknown threshold set for a target false-unknown rate on known
@@ -36,13 +36,33 @@ def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
+POSTERIOR_TOP_K = 10
+"""SKUs that share the posterior mass.
+
+Restricting the softmax to each query's ten best SKUs makes every answer
+local: adding a SKU to the catalogue can only change the answers of queries
+for which it ranks among their ten best candidates, never anyone else's.
+"""
+
+
+def local_posterior(scores: np.ndarray, temperature: float, k: int = POSTERIOR_TOP_K) -> np.ndarray:
+    """Softmax over each row's ``k`` best scores; zero elsewhere. Same shape as ``scores``."""
+    if scores.shape[1] <= k:
+        return softmax(scores, temperature)
+    keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    rows = np.arange(len(scores))[:, None]
+    probs = np.zeros_like(scores, dtype=np.float64)
+    probs[rows, keep] = softmax(scores[rows, keep], temperature)
+    return probs
+
+
 def score_features(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """(n, 3) features of a score matrix: top score, margin, log softmax of the top."""
+    """(n, 3) features of a score matrix: top score, margin, log local posterior of the top."""
     finite = np.where(np.isfinite(scores), scores, -1.0)
-    part = np.sort(finite, axis=1)[:, ::-1]
+    part = -np.partition(-finite, min(1, finite.shape[1] - 1), axis=1)
     top = part[:, 0]
     second = part[:, 1] if part.shape[1] > 1 else np.full_like(top, -1.0)
-    p_top = softmax(scores, temperature).max(axis=1)
+    p_top = local_posterior(scores, temperature).max(axis=1)
     return np.stack([top, top - second, np.log(np.maximum(p_top, 1e-12))], axis=1)
 
 
@@ -61,7 +81,9 @@ class LogisticModel:
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logit, -40, 40))))
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, iters: int = 50) -> LogisticModel:
+    def fit(
+        cls, x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, iters: int = 50
+    ) -> LogisticModel:
         mean = x.mean(axis=0)
         scale = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
         z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
@@ -96,7 +118,9 @@ def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> float:
     return best_t
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 15
+) -> float:
     """ECE with equal-width bins: sum_b |acc_b - conf_b| * n_b / n."""
     if len(confidence) == 0:
         return float("nan")
@@ -139,7 +163,7 @@ class CalibrationTargets:
     false_unknown_rate: float = 0.03
     group_precision: float = 0.95
     holdout_fraction: float = 0.08
-    folds: int = 4
+    folds: int = 0  # 0: as many folds as it takes to hold out every SKU once
     seed: int = 0
 
 
@@ -159,6 +183,16 @@ class Calibration:
     class_accept_thresholds: dict[str, float] = field(default_factory=dict)
     targets: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def confidence(self, features: np.ndarray) -> np.ndarray:
+        """P(top-1 right) = P(right | known) * P(known)."""
+        return np.asarray(
+            self.confidence_model.predict(features) * (1.0 - self.unknown_model.predict(features))
+        )
+
+    def unknown(self, features: np.ndarray) -> np.ndarray:
+        """P(item is not in the catalogue)."""
+        return self.unknown_model.predict(features)
 
     def accept_threshold_for(self, sku: str) -> float:
         return self.class_accept_thresholds.get(sku, self.accept_threshold)

@@ -8,6 +8,7 @@ back it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -44,7 +45,7 @@ def reliability_png(bins_before: list[dict[str, Any]], bins_after: list[dict[str
             for b in bins
             if b["count"] and not math.isnan(b["confidence"])
         ]
-        for a, b in zip(pts, pts[1:], strict=False):
+        for a, b in itertools.pairwise(pts):
             cv2.line(img, a, b, colour, 2, cv2.LINE_AA)
         for p in pts:
             cv2.circle(img, p, 4, colour, -1, cv2.LINE_AA)

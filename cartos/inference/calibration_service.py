@@ -13,7 +13,7 @@ from cartos.inference.calibrate import fit_calibration, snapshot
 from cartos.inference.calibration import Calibration, CalibrationTargets
 from cartos.inference.calibration_report import report_files, write_report
 from cartos.inference.embedder import Embedder
-from cartos.inference.enrolment import RowProblem, embed_items, check_signature
+from cartos.inference.enrolment import RowProblem, check_signature, embed_items
 from cartos.inference.errors import InferenceError
 from cartos.inference.recognizer import CALIBRATION_ARTIFACT
 

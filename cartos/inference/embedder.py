@@ -51,7 +51,7 @@ class EmbedResult:
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+    return np.asarray(x / np.maximum(norm, 1e-12), dtype=np.float32)
 
 
 class Embedder:
@@ -87,9 +87,7 @@ class Embedder:
         """Embed decoded BGR images; returns (N, D) unit vectors (views averaged)."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        tensors = [
-            to_tensor(VIEWS[v](img), self.spec) for img in images for v in self.views
-        ]
+        tensors = [to_tensor(VIEWS[v](img), self.spec) for img in images for v in self.views]
         raw = np.concatenate(
             [
                 self.backend.run(np.stack(tensors[i : i + self.batch_size * len(self.views)]))

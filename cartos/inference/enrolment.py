@@ -268,7 +268,9 @@ def _merge(old: SkuRecord, new: SkuRecord) -> SkuRecord:
 
 def discontinue(store: CatalogStore, sku: str, successor: str | None = None) -> int:
     """Take a SKU out of recognition, recording its successor; returns the new version."""
-    with store.change("discontinue", f"discontinue {sku}" + (f" -> {successor}" if successor else "")):
+    with store.change(
+        "discontinue", f"discontinue {sku}" + (f" -> {successor}" if successor else "")
+    ):
         store.discontinue(sku, successor)
         _refresh_prototypes(store, [sku])
     return store.version

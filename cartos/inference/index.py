@@ -79,7 +79,9 @@ class RecognitionIndex:
         return {k: np.array(v, dtype=np.int64) for k, v in groups.items()}
 
     @classmethod
-    def from_store(cls, store: CatalogStore, nn_weight: float = DEFAULT_NN_WEIGHT) -> RecognitionIndex:
+    def from_store(
+        cls, store: CatalogStore, nn_weight: float = DEFAULT_NN_WEIGHT
+    ) -> RecognitionIndex:
         """Load the current catalogue version (active SKUs only)."""
         records = store.list_skus(status="active")
         exemplars = store.exemplars(skus=[r.sku for r in records])

@@ -43,7 +43,7 @@ class Projection:
     def apply(self, x: np.ndarray) -> np.ndarray:
         z = (np.asarray(x, dtype=np.float32) - self.mean) @ self.matrix
         norm = np.linalg.norm(z, axis=-1, keepdims=True)
-        return (z / np.maximum(norm, 1e-12)).astype(np.float32)
+        return np.asarray(z / np.maximum(norm, 1e-12), dtype=np.float32)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -109,7 +109,7 @@ def fit_projection(
     d = centred.shape[1]
     if pca_dim is not None and pca_dim < d:
         # PCA through the d x d covariance: far cheaper than an SVD of the data.
-        evals, evecs = np.linalg.eigh(centred.T @ centred)
+        _evals, evecs = np.linalg.eigh(centred.T @ centred)
         basis = evecs[:, ::-1][:, : min(pca_dim, len(x) - 1)]
     else:
         basis = np.eye(d)

@@ -15,6 +15,7 @@ claim calibrated confidence.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from cartos.catalog.store import CatalogStore
-from cartos.inference.calibration import Calibration, score_features, softmax
 from cartos.inference.calibrate import group_posterior
+from cartos.inference.calibration import Calibration, local_posterior, score_features
 from cartos.inference.embedder import Embedder
-from cartos.inference.index import RecognitionIndex
+from cartos.inference.index import PROJECTION_ARTIFACT, RecognitionIndex
+
+log = logging.getLogger(__name__)
 
 CALIBRATION_ARTIFACT = "calibration"
 DECISIONS = ("accept", "confirm", "fallback", "unknown")
@@ -74,6 +77,28 @@ class Recognition:
         return out
 
 
+def load_calibration(store: CatalogStore) -> Calibration | None:
+    """The stored calibration, or None if there is none or it is stale.
+
+    A calibration describes one score scale; a projection refit after it
+    (``catalog rebuild``) changes that scale, so it no longer applies.
+    """
+    blob = store.get_artifact(CALIBRATION_ARTIFACT)
+    if blob is None:
+        return None
+    calibration = Calibration.from_json(blob.decode("utf-8"))
+    projected_at = store.artifact_version(PROJECTION_ARTIFACT) or 0
+    if projected_at > calibration.catalog_version:
+        log.warning(
+            "calibration of catalogue v%s predates the projection refit at v%s; "
+            "run `cartos calibrate` again",
+            calibration.catalog_version,
+            projected_at,
+        )
+        return None
+    return calibration
+
+
 class Recognizer:
     """Scores against a :class:`RecognitionIndex` and applies a :class:`Calibration`."""
 
@@ -94,9 +119,7 @@ class Recognizer:
         cls, store: CatalogStore, embedder: Embedder | None = None, top_k: int = 5
     ) -> Recognizer:
         index = RecognitionIndex.from_store(store)
-        blob = store.get_artifact(CALIBRATION_ARTIFACT)
-        calibration = Calibration.from_json(blob.decode("utf-8")) if blob else None
-        return cls(index, calibration, embedder, top_k)
+        return cls(index, load_calibration(store), embedder, top_k)
 
     @property
     def temperature(self) -> float:
@@ -105,14 +128,14 @@ class Recognizer:
     def recognize_vectors(self, vectors: np.ndarray) -> list[Recognition]:
         """Decide for each raw embedding row."""
         scores = self.index.score(vectors)
-        probs = softmax(scores, self.temperature)
+        probs = local_posterior(scores, self.temperature)
         feats = score_features(scores, self.temperature)
         families, fam_p = group_posterior(self.index, probs, "family")
         brands, brand_p = group_posterior(self.index, probs, "brand")
         cal = self.calibration
         if cal is not None:
-            conf = cal.confidence_model.predict(feats)
-            unk = cal.unknown_model.predict(feats)
+            conf = cal.confidence(feats)
+            unk = cal.unknown(feats)
         else:
             conf = probs.max(axis=1)
             unk = 1.0 - conf

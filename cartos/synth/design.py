@@ -14,9 +14,9 @@ Structure mirrors a real assortment so recognition meets realistic difficulty:
 * a brand has two *product lines* in different *families* (category + pack
   shape);
 * a line has ``variants_per_line`` *variants* (flavours) that share everything
-  except a flavour band, flavour-coloured fruit and sometimes the size label:
-  the near-duplicates a frozen embedding struggles with, and which the basket
-  scale can sometimes settle.
+  except a flavour band, a corner flash, the fruit pictogram and sometimes the
+  size label: the near-duplicates a frozen embedding struggles with, and which
+  the basket scale can sometimes settle.
 """
 
 from __future__ import annotations
@@ -127,12 +127,30 @@ class Family:
     """What shows through a bottle or a tray lid (juice, berries, ...)."""
 
 
+class Fruit(StrEnum):
+    """The pictogram a flavour is illustrated with on the pack."""
+
+    BALL = "ball"
+    WEDGE = "wedge"
+    CLUSTER = "cluster"
+    LEAF = "leaf"
+    POD = "pod"
+    CHUNK = "chunk"
+    RING = "ring"
+    FLOWER = "flower"
+
+
 @dataclass(frozen=True)
 class Flavour:
-    """A variant's flavour and the accent colour its band is printed in."""
+    """A variant's flavour: the band colour and the fruit pictogram that illustrate it.
+
+    Shape as well as colour differs between flavours, as on real packs, so
+    variants are near-duplicates rather than recolourings.
+    """
 
     name: str
     colour: Colour
+    fruit: Fruit
 
 
 def _bgr(r: int, g: int, b: int) -> Colour:
@@ -159,16 +177,16 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 FLAVOURS: tuple[Flavour, ...] = (
-    Flavour("Original", _bgr(205, 30, 40)),
-    Flavour("Lemon", _bgr(250, 225, 40)),
-    Flavour("Berry", _bgr(130, 30, 140)),
-    Flavour("Mint", _bgr(60, 205, 150)),
-    Flavour("Spicy", _bgr(240, 95, 20)),
-    Flavour("Cocoa", _bgr(95, 55, 30)),
-    Flavour("Light", _bgr(120, 190, 245)),
-    Flavour("Organic", _bgr(90, 170, 40)),
-    Flavour("Zero", _bgr(25, 25, 30)),
-    Flavour("Vanilla", _bgr(245, 235, 195)),
+    Flavour("Original", _bgr(205, 30, 40), Fruit.BALL),
+    Flavour("Lemon", _bgr(250, 225, 40), Fruit.WEDGE),
+    Flavour("Berry", _bgr(130, 30, 140), Fruit.CLUSTER),
+    Flavour("Mint", _bgr(60, 205, 150), Fruit.LEAF),
+    Flavour("Spicy", _bgr(240, 95, 20), Fruit.POD),
+    Flavour("Cocoa", _bgr(95, 55, 30), Fruit.CHUNK),
+    Flavour("Light", _bgr(120, 190, 245), Fruit.RING),
+    Flavour("Organic", _bgr(90, 170, 40), Fruit.LEAF),
+    Flavour("Zero", _bgr(25, 25, 30), Fruit.RING),
+    Flavour("Vanilla", _bgr(245, 235, 195), Fruit.FLOWER),
 )
 MAX_VARIANTS_PER_LINE = len(FLAVOURS)
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from cartos.synth.design import Colour, Glyph, Layout, PackShape, SkuDesign
+from cartos.synth.design import Colour, Flavour, Fruit, Glyph, Layout, PackShape, SkuDesign
 
 Image = npt.NDArray[np.uint8]
 FloatImage = npt.NDArray[np.float32]
@@ -200,7 +200,7 @@ def _motif(img: Image, sku: SkuDesign, rng: np.random.Generator) -> None:
     """The "product photo": line-specific shapes in the contents' colour plus flavour fruit.
 
     Positions come from the line's seed, so variants of a line share the
-    picture and differ only in the fruit colour: near-duplicates by design.
+    picture and differ only in the fruit pictogram: near-duplicates by design.
     """
     h, w = img.shape[:2]
     cx, cy = w * rng.uniform(0.4, 0.6), h * rng.uniform(0.55, 0.62)
@@ -221,15 +221,71 @@ def _motif(img: Image, sku: SkuDesign, rng: np.random.Generator) -> None:
         y = cy + h * rng.uniform(-0.09, 0.03)
         r = min(w, h) * rng.uniform(0.05, 0.1)
         cv2.circle(img, (round(x), round(y)), round(r), _scaled(base, rng.uniform(0.85, 1.2)), -1)
-    fruit = sku.flavour.colour
     for _ in range(int(rng.integers(2, 4))):
         x = cx + w * rng.uniform(-0.32, 0.32)
         y = cy - h * rng.uniform(0.02, 0.12)
-        r = round(min(w, h) * rng.uniform(0.09, 0.13))
-        cv2.circle(img, (round(x), round(y)), r, fruit, -1, _AA)
-        cv2.circle(img, (round(x), round(y)), r, _scaled(fruit, 0.55), max(1, r // 6), _AA)
-        hx, hy = round(x - r * 0.35), round(y - r * 0.35)
-        cv2.circle(img, (hx, hy), max(1, r // 4), _scaled(fruit, 1.5), -1, _AA)
+        r = min(w, h) * rng.uniform(0.09, 0.13)
+        angle = rng.uniform(0.0, 180.0)
+        _fruit(img, sku.flavour, x, y, r, angle)
+
+
+def _fruit(img: Image, flavour: Flavour, x: float, y: float, r: float, angle: float) -> None:
+    """One flavour pictogram; draws no random numbers, so variants stay aligned."""
+    colour = flavour.colour
+    dark, light = _scaled(colour, 0.55), _scaled(colour, 1.5)
+    if _luma(colour) < 50:
+        dark, light = (90, 90, 90), (120, 120, 120)
+    c = (round(x), round(y))
+    ri = max(2, round(r))
+    kind = flavour.fruit
+    if kind is Fruit.BALL:
+        cv2.circle(img, c, ri, colour, -1, _AA)
+        cv2.circle(img, c, ri, dark, max(1, ri // 6), _AA)
+        cv2.circle(img, (round(x - r * 0.35), round(y - r * 0.35)), max(1, ri // 4), light, -1)
+    elif kind is Fruit.WEDGE:
+        cv2.ellipse(img, c, (ri, ri), angle, 0, 180, light, -1, _AA)
+        cv2.ellipse(img, c, (round(r * 0.8), round(r * 0.8)), angle, 0, 180, colour, -1, _AA)
+        for k in range(1, 4):
+            a = math.radians(angle + k * 45)
+            tip = (round(x + r * 0.8 * math.cos(a)), round(y + r * 0.8 * math.sin(a)))
+            cv2.line(img, c, tip, light, max(1, ri // 8), _AA)
+    elif kind is Fruit.CLUSTER:
+        for k in range(7):
+            a = math.radians(angle + k * 51.4)
+            dist = 0.0 if k == 0 else r * 0.55
+            p = (round(x + dist * math.cos(a)), round(y + dist * math.sin(a)))
+            cv2.circle(img, p, max(1, round(r * 0.38)), colour, -1, _AA)
+            cv2.circle(img, p, max(1, round(r * 0.38)), dark, 1, _AA)
+    elif kind is Fruit.LEAF:
+        axes = (round(r * 1.3), max(1, round(r * 0.5)))
+        cv2.ellipse(img, c, axes, angle, 0, 360, colour, -1, _AA)
+        a = math.radians(angle)
+        dx, dy = r * 1.2 * math.cos(a), r * 1.2 * math.sin(a)
+        cv2.line(img, (round(x - dx), round(y - dy)), (round(x + dx), round(y + dy)), dark, 1, _AA)
+    elif kind is Fruit.POD:
+        axes = (round(r * 1.4), max(1, round(r * 0.38)))
+        cv2.ellipse(img, c, axes, angle, 0, 360, colour, -1, _AA)
+        a = math.radians(angle)
+        stem = (round(x + r * 1.4 * math.cos(a)), round(y + r * 1.4 * math.sin(a)))
+        cv2.circle(img, stem, max(1, round(r * 0.25)), (40, 140, 40), -1, _AA)
+    elif kind is Fruit.CHUNK:
+        box = cv2.boxPoints(((x, y), (r * 1.6, r * 1.6), angle))
+        pts = np.round(box).astype(np.int32)
+        cv2.fillPoly(img, [pts], colour, _AA)
+        cv2.polylines(img, [pts], True, dark, max(1, ri // 6), _AA)
+        mid = np.round((box[0] + box[2]) / 2).astype(np.int32)
+        for i in (0, 1):
+            edge = np.round((box[i] + box[i + 1]) / 2).astype(np.int32)
+            far = 2 * mid - edge
+            cv2.line(img, (int(edge[0]), int(edge[1])), (int(far[0]), int(far[1])), dark, 1, _AA)
+    elif kind is Fruit.RING:
+        cv2.circle(img, c, ri, colour, max(2, round(r * 0.45)), _AA)
+    else:
+        for k in range(5):
+            a = math.radians(angle + k * 72)
+            p = (round(x + r * 0.6 * math.cos(a)), round(y + r * 0.6 * math.sin(a)))
+            cv2.circle(img, p, max(1, round(r * 0.45)), colour, -1, _AA)
+        cv2.circle(img, c, max(1, round(r * 0.3)), (40, 180, 240), -1, _AA)
 
 
 def _label(sku: SkuDesign, w: int, h: int) -> Image:
@@ -241,6 +297,10 @@ def _label(sku: SkuDesign, w: int, h: int) -> Image:
     img = np.empty((h, w, 3), dtype=np.uint8)
     _layout_fields(img, brand.layout, primary, secondary)
     _motif(img, sku, rng)
+    # A flavour-coloured corner flash: variants must differ somewhere besides the band.
+    leg = round(0.3 * min(w, h))
+    corner = np.array([[w - leg, 0], [w, 0], [w, leg]], dtype=np.int32)
+    cv2.fillPoly(img, [corner], sku.flavour.colour, _AA)
 
     title_y = 0.29 * h
     gr = 0.11 * min(w, h) if w < h else 0.13 * h

@@ -1,0 +1,5 @@
+"""``python -m cartos`` runs the CLI."""
+
+from cartos.cli.main import main
+
+main()
