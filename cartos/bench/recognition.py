@@ -16,7 +16,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,11 @@ from cartos.bench.protocol import GroziSplit, grozi_split
 from cartos.catalog.records import SkuRecord
 from cartos.catalog.store import CatalogStore
 from cartos.inference import enrolment
-from cartos.inference.calibration import CalibrationTargets, expected_calibration_error
+from cartos.inference.calibration import (
+    POSTERIOR_TOP_K,
+    CalibrationTargets,
+    expected_calibration_error,
+)
 from cartos.inference.calibration_service import calibrate_from_manifest
 from cartos.inference.embedder import Embedder
 from cartos.inference.index import RecognitionIndex
@@ -307,33 +310,45 @@ def _bench_add(
         start = time.perf_counter()
         enrolment.add_sku(store, embedder, record, [p.image for p in picks])
         seconds = time.perf_counter() - start
-        after = Recognizer.from_store(store)
-    k_after = after.recognize_vectors(qk)
-    u_after = after.recognize_vectors(qu)
-    others_u = [i for i, r in enumerate(split.queries_unknown) if r.sku != new_sku]
-    own_u = [i for i, r in enumerate(split.queries_unknown) if r.sku == new_sku]
+        after = Recognizer.from_store(store, top_k=POSTERIOR_TOP_K)
+    before_all = known_before + unknown_before
+    after_all = after.recognize_vectors(np.concatenate([qk, qu]))
+    own = {len(qk) + i for i, r in enumerate(split.queries_unknown) if r.sku == new_sku}
+    others = [i for i in range(len(after_all)) if i not in own]
 
-    def same(a: Recognition, b: Recognition) -> bool:
-        return (a.decision, a.sku, a.level) == (b.decision, b.sku, b.level) and abs(
-            a.confidence - b.confidence
-        ) < 1e-6
+    def core(r: Recognition) -> tuple[Any, ...]:
+        return (r.decision, r.sku, r.level, r.confidence, r.unknown_score)
 
-    changed_k = [i for i in range(len(qk)) if not same(known_before[i], k_after[i])]
-    changed_u = [i for i in others_u if not same(unknown_before[i], u_after[i])]
+    def hint(r: Recognition) -> tuple[Any, ...]:
+        return (r.family, r.brand)
+
+    in_top2 = {i for i in others if new_sku in {c.sku for c in after_all[i].topk[:2]}}
+    in_top10 = {i for i in others if new_sku in {c.sku for c in after_all[i].topk}}
+    changed = [i for i in others if core(before_all[i]) != core(after_all[i])]
+    hint_changed = [i for i in others if hint(before_all[i]) != hint(after_all[i])]
     return {
         "sku": new_sku,
         "images": 5,
         "seconds": round(seconds, 3),
-        "other_queries": len(qk) + len(others_u),
-        "other_queries_changed": len(changed_k) + len(changed_u),
+        "other_queries": len(others),
+        "other_answers_changed": len(changed),
+        "other_answers_changed_new_sku_not_in_top2": len([i for i in changed if i not in in_top2]),
+        "other_queries_with_new_sku_in_top2": len(in_top2),
+        "fallback_hint_changed": len(hint_changed),
+        "fallback_hint_changed_new_sku_not_in_top10": len(
+            [i for i in hint_changed if i not in in_top10]
+        ),
         "changed_examples": [
-            {"before": asdict(known_before[i].topk[0]), "after": asdict(k_after[i].topk[0])}
-            for i in changed_k[:3]
+            {
+                "before": before_all[i].to_dict(),
+                "after": after_all[i].to_dict(),
+            }
+            for i in changed[:2]
         ],
-        "new_sku_queries": len(own_u),
-        "new_sku_top1_after": float(np.mean([u_after[i].sku == new_sku for i in own_u])),
+        "new_sku_queries": len(own),
+        "new_sku_top1_after": float(np.mean([after_all[i].sku == new_sku for i in own])),
         "new_sku_accepted_or_confirmed": float(
-            np.mean([u_after[i].decision in ("accept", "confirm") for i in own_u])
+            np.mean([after_all[i].decision in ("accept", "confirm") for i in own])
         ),
     }
 
@@ -349,7 +364,8 @@ def _fp32_compare(
     unknown: list[Recognition],
 ) -> dict[str, Any]:
     """Whole FP32 pipeline (catalogue + queries) against the INT8 one."""
-    fp32 = Embedder(model_path=fp32_path, verify=False, views=int8.views)
+    # The FP32 parent has no card of its own; it shares the INT8 card's input contract.
+    fp32 = Embedder(model_path=fp32_path, verify=False, views=int8.views, card=int8.card)
     cat = _embed(fp32, split.catalogue)
     fk = _embed(fp32, split.queries_known)
     fu = _embed(fp32, split.queries_unknown)
@@ -366,8 +382,15 @@ def _fp32_compare(
     a, b = known + unknown, k32 + u32
     cos = (np.concatenate([qk, qu]) * np.concatenate([fk, fu])).sum(axis=1)
     truth = [r.sku for r in split.queries_known]
+    agree = np.array([x.sku == y.sku for x, y in zip(a, b, strict=True)])
+    fp32_accepts = np.array([y.decision == "accept" for y in b])
     return {
-        "top1_agreement": float(np.mean([x.sku == y.sku for x, y in zip(a, b, strict=True)])),
+        "top1_agreement": float(agree.mean()),
+        "top1_agreement_known": float(agree[: len(known)].mean()),
+        "top1_agreement_where_fp32_accepts": float(agree[fp32_accepts].mean()),
+        "top1_agreement_where_fp32_margin_over_0.02": float(
+            agree[np.array([y.topk[0].score - y.topk[1].score > 0.02 for y in b])].mean()
+        ),
         "decision_agreement": float(
             np.mean([x.decision == y.decision for x, y in zip(a, b, strict=True)])
         ),

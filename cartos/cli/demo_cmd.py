@@ -58,7 +58,7 @@ def demo_cmd(out: Path | None, skus: int, seed: int) -> None:
             root / "catalogue",
             SynthConfig(n_skus=skus, refs_per_sku=6, queries_per_sku=6, n_new=4, seed=seed),
         )
-        cal_manifest, test_rows = _split(synth.queries, root)
+        cal_manifest, test_rows = _split(synth.queries, synth.root)
         embedder = Embedder()
         db = root / "catalogue.db"
         db.unlink(missing_ok=True)

@@ -100,7 +100,7 @@ def _score_rows(
     fam, fam_p = group_posterior(index, probs, "family")
     brand, brand_p = group_posterior(index, probs, "brand")
     return {
-        "features": score_features(scores, temperature),
+        "features": score_features(scores),
         "correct": np.array([p == t for p, t in zip(predicted, truth, strict=True)]),
         "unknown": np.array([t not in index.records for t in truth]),
         "predicted": predicted,

@@ -6,9 +6,8 @@ numbers a cart acts on are *fitted*, on labelled images that are not
 references, to what actually happened:
 
 * ``unknown_score``: P(the item is not in the catalogue), a logistic model
-  over the top score, the top-1/top-2 margin and the softmax mass of the
-  winner, fitted on known items vs simulated unknowns (held-out SKUs scored
-  against a gallery without them).
+  over the top score and the top-1/top-2 margin, fitted on known items vs
+  simulated unknowns (held-out SKUs scored against a gallery without them).
 * ``confidence``: P(top-1 SKU is right) = P(right | known) x P(known), where
   P(right | known) is a second logistic model fitted on known items only.
 * thresholds: one global accept threshold chosen for a target precision, then
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-FEATURES = ("top_score", "margin", "log_softmax_top")
+FEATURES = ("top_score", "margin")
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -37,11 +36,11 @@ def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 
 POSTERIOR_TOP_K = 10
-"""SKUs that share the posterior mass.
+"""SKUs that share the posterior mass used for the family/brand fallback.
 
-Restricting the softmax to each query's ten best SKUs makes every answer
-local: adding a SKU to the catalogue can only change the answers of queries
-for which it ranks among their ten best candidates, never anyone else's.
+Restricting the softmax to each query's ten best SKUs keeps answers local:
+a SKU added to the catalogue can move a query's family/brand hint only if it
+ranks among that query's ten best candidates.
 """
 
 
@@ -56,14 +55,19 @@ def local_posterior(scores: np.ndarray, temperature: float, k: int = POSTERIOR_T
     return probs
 
 
-def score_features(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """(n, 3) features of a score matrix: top score, margin, log local posterior of the top."""
+def score_features(scores: np.ndarray) -> np.ndarray:
+    """(n, 2) features of a score matrix: the top score and the top-1/top-2 margin.
+
+    Only the two best scores enter, so adding a SKU can change a query's
+    confidence only if the new SKU becomes that query's best or second best.
+    """
     finite = np.where(np.isfinite(scores), scores, -1.0)
-    part = -np.partition(-finite, min(1, finite.shape[1] - 1), axis=1)
-    top = part[:, 0]
-    second = part[:, 1] if part.shape[1] > 1 else np.full_like(top, -1.0)
-    p_top = local_posterior(scores, temperature).max(axis=1)
-    return np.stack([top, top - second, np.log(np.maximum(p_top, 1e-12))], axis=1)
+    if finite.shape[1] < 2:
+        top = finite[:, 0]
+        return np.stack([top, top + 1.0], axis=1)
+    part = -np.partition(-finite, 1, axis=1)
+    top, second = part[:, 0], part[:, 1]
+    return np.stack([top, top - second], axis=1)
 
 
 @dataclass

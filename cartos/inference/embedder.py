@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from cartos.inference import backend as backends
@@ -65,10 +64,15 @@ class Embedder:
         views: Sequence[str] = DEFAULT_VIEWS,
         batch_size: int = 8,
         verify: bool = True,
+        card: ModelCard | None = None,
     ) -> None:
         self.model_path = model_path or shipped_model_path()
-        card_file = card_path_for(self.model_path)
-        self.card = verify_model(self.model_path) if verify else ModelCard.load(card_file)
+        if card is None:
+            card_file = card_path_for(self.model_path)
+            card = verify_model(self.model_path) if verify else ModelCard.load(card_file)
+        elif verify:
+            verify_model(self.model_path, card)
+        self.card = card
         unknown = [v for v in views if v not in VIEWS]
         if unknown or not views:
             raise ValueError(f"unknown test-time views {unknown}; choose from {sorted(VIEWS)}")
@@ -112,12 +116,3 @@ class Embedder:
 
     def close(self) -> None:
         self.backend.close()
-
-
-def resize_for_display(image: np.ndarray, max_side: int = 256) -> np.ndarray:
-    """Small copy of a crop for review queues and reports."""
-    h, w = image.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if scale >= 1.0:
-        return image
-    return cv2.resize(image, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +195,9 @@ def import_manifest(
             before = store.get_sku(sku)
             if before is None and not by_sku.get(sku):
                 continue  # every image of a new SKU was broken: do not register it empty
+            if before is not None:
+                # Re-importing an old export must not undo a discontinuation.
+                rec = replace(rec, status=before.status, successor=before.successor)
             if store.upsert_sku(rec):
                 if before is None:
                     report.skus_added += 1

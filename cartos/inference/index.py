@@ -10,7 +10,6 @@ for the hierarchy fallback.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,13 +20,6 @@ from cartos.inference.projection import Projection
 
 PROJECTION_ARTIFACT = "projection"
 DEFAULT_NN_WEIGHT = 0.5
-
-
-@dataclass
-class ScoredBatch:
-    """Per-SKU scores for a batch of queries, columns ordered like ``index.skus``."""
-
-    scores: np.ndarray  # (n, C)
 
 
 class RecognitionIndex:

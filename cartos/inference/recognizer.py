@@ -129,7 +129,7 @@ class Recognizer:
         """Decide for each raw embedding row."""
         scores = self.index.score(vectors)
         probs = local_posterior(scores, self.temperature)
-        feats = score_features(scores, self.temperature)
+        feats = score_features(scores)
         families, fam_p = group_posterior(self.index, probs, "family")
         brands, brand_p = group_posterior(self.index, probs, "brand")
         cal = self.calibration

@@ -69,6 +69,7 @@ def quantize_int8(
     spec: InputSpec,
     method: str = "minmax",
     keep_float: Sequence[str] = KEEP_FLOAT,
+    extra_options: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """Quantise ``fp32_path`` into ``int8_path``; returns settings for the card.
 
@@ -104,6 +105,7 @@ def quantize_int8(
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
             nodes_to_exclude=excluded,
+            extra_options=dict(extra_options or {}),
         )
     return {
         "tool": "onnxruntime.quantization.quantize_static",

@@ -124,11 +124,21 @@ def test_add_sku_is_fast_and_leaves_other_answers_unchanged(
             np.testing.assert_array_equal(protos_after[k], v)  # nobody else's prototype moved
     assert elapsed < 5.0  # generous: the benchmark measures the real figure
     after = _recognise(catalogue_copy, embedder, queries)
-    # Answers are local: a query's answer may only move if the new SKU is now
-    # among its ten best candidates; every other answer is bit-identical.
+    # Answers are local: decision, SKU and confidence depend only on a query's two
+    # best SKUs, the family/brand hint only on its ten best; every other answer
+    # is bit-identical.
     untouched = 0
     for b, a in zip(before, after, strict=True):
-        if sku in {c.sku for c in a.topk}:
+        ranked = [c.sku for c in a.topk]
+        if sku not in ranked[:2]:
+            assert (a.decision, a.sku, a.level, a.confidence, a.unknown_score) == (
+                b.decision,
+                b.sku,
+                b.level,
+                b.confidence,
+                b.unknown_score,
+            )
+        if sku in ranked:
             continue
         untouched += 1
         a_dict, b_dict = a.to_dict(), b.to_dict()
@@ -172,7 +182,12 @@ def test_discontinue_removes_sku_from_answers_and_records_successor(
         assert sku != target
     with CatalogStore(catalogue_copy) as store:
         rec = Recognizer.from_store(store)
-    assert target not in rec.index.skus
+        assert target not in rec.index.skus
+        # re-importing the original export does not bring it back
+        enrolment.import_manifest(store, embedder, prepared.synth.manifest)
+        again = store.get_sku(target)
+        assert again is not None and again.status == "discontinued"
+        assert target not in Recognizer.from_store(store).index.skus
 
 
 def test_rebuild_is_an_explicit_version_and_marks_calibration_stale(
