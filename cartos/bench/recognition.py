@@ -401,3 +401,18 @@ def _fp32_compare(
             fp32_path, int8.model_path, [r.image for r in split.queries_known[:8]]
         ),
     }
+
+
+def int8_throughput(work: Path, rounds: int = 9, seconds: float = 2.0) -> dict[str, Any]:
+    """Throughput of the shipped INT8 model against its freshly exported FP32 parent."""
+    fp32 = _fp32_model(work, print)
+    if fp32 is None:
+        raise SystemExit("the FP32 comparison needs the build extra: pip install 'cartos[build]'")
+    rows = grozi_split().queries_known[:8]
+    int8 = Embedder().model_path
+    return {
+        "machine": {"platform": platform.platform(), "onnxruntime": ort.__version__},
+        "rounds": rounds,
+        "seconds_per_round": seconds,
+        **throughput_side_by_side(fp32, int8, [r.image for r in rows], rounds, seconds),
+    }

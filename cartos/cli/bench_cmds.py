@@ -33,5 +33,28 @@ def recognition_cmd(out: Path, no_fp32: bool) -> None:
     click.echo(json.dumps(results, indent=2, default=float))
 
 
+@bench.command("int8")
+@click.option("--rounds", default=9, show_default=True, help="Interleaved FP32/INT8 rounds.")
+@click.option("--seconds", default=2.0, show_default=True, help="Length of each round.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/bench/int8_throughput.json"),
+    show_default=True,
+)
+@reports_errors
+def int8_cmd(rounds: int, seconds: float, out: Path) -> None:
+    """INT8 vs FP32 throughput side by side at batch 1 and 8 (default ORT settings)."""
+    import tempfile
+
+    from cartos.bench.recognition import int8_throughput
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = int8_throughput(Path(tmp), rounds, seconds)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    click.echo(json.dumps(results, indent=2))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)

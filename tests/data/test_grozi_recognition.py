@@ -26,12 +26,13 @@ pytestmark = [pytest.mark.data, pytest.mark.slow]
 def test_reduced_grozi_protocol(tmp_path, embedder: Embedder) -> None:  # type: ignore[no-untyped-def]
     require_data("grozi120")
     split = grozi_split(seed=0)
-    keep = sorted({r.sku for r in split.catalogue})[::3]  # 36 known SKUs
-    subset = set(keep)
-    catalogue = [r for r in split.catalogue if r.sku in subset]
-    calibration = [r for r in split.calibration if r.sku in subset]
-    known_q = [r for r in split.queries_known if r.sku in subset][::4]
-    unknown_q = split.queries_unknown[::4]
+    # Every SKU, every other reference crop, a fifth of the queries: the same
+    # protocol as the benchmark at about a third of the embedding work.
+    keep = sorted({r.sku for r in split.catalogue})
+    catalogue = split.catalogue[::2]
+    calibration = split.calibration[::2]
+    known_q = split.queries_known[::5]
+    unknown_q = split.queries_unknown[::2]
 
     db = tmp_path / "grozi.db"
     with CatalogStore(db) as store:
@@ -40,10 +41,7 @@ def test_reduced_grozi_protocol(tmp_path, embedder: Embedder) -> None:  # type: 
         )
         assert report.problems == [] and report.skus_added == len(keep)
         calibrate_from_manifest(
-            store,
-            embedder,
-            write_manifest(tmp_path / "cal.csv", calibration),
-            CalibrationTargets(holdout_fraction=0.1),
+            store, embedder, write_manifest(tmp_path / "cal.csv", calibration), CalibrationTargets()
         )
         recognizer = Recognizer.from_store(store)
     assert recognizer.calibration is not None
@@ -55,10 +53,14 @@ def test_reduced_grozi_protocol(tmp_path, embedder: Embedder) -> None:  # type: 
     correct = np.array([a.sku == r.sku for a, r in zip(known, known_q, strict=True)])
     accepted = np.array([a.decision == "accept" for a in known])
     unknown_accepted = np.array([a.decision == "accept" for a in unknown])
+    # The targets, with a little slack for the smaller sample.
     assert correct.mean() >= 0.88
-    assert accepted.mean() >= 0.5
+    assert accepted.mean() >= 0.55
     wrong_accepts = (~correct & accepted).sum() + unknown_accepted.sum()
-    assert wrong_accepts / max(1, accepted.sum() + unknown_accepted.sum()) <= 0.02
-    # items outside the catalogue mostly end as unknown or at family/brand level
+    assert wrong_accepts / max(1, accepted.sum() + unknown_accepted.sum()) <= 0.015
+    assert unknown_accepted.mean() <= 0.03
+    # Items outside the catalogue mostly end as unknown or at family/brand level.
+    # With half the references the gallery is sparser than in the benchmark
+    # (30 % proposed at SKU level here, 14 % there), hence the looser bound.
     sku_level = np.mean([a.decision in ("accept", "confirm") for a in unknown])
-    assert sku_level <= 0.3
+    assert sku_level <= 0.35
