@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cartos.catalog.manifest import KNOWN_COLUMNS
 from cartos.errors import CartosError
 
 DATASETS = ("grozi120", "snacks", "freiburg")
@@ -84,7 +85,7 @@ def load_rows(name: str) -> list[DataRow]:
     return rows
 
 
-MANIFEST_HEADER = ("image", "sku", "barcode", "name", "brand", "family", "weight_g", "weight_tol_g")
+MANIFEST_HEADER = KNOWN_COLUMNS
 
 
 def write_manifest(path: Path, rows: list[DataRow]) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 
+from cartos.catalog.manifest import KNOWN_COLUMNS
 from cartos.synth.design import (
     DOMAIN_IMAGE,
     MAX_CATALOGUE_SKUS,
@@ -43,16 +44,7 @@ from cartos.synth.render import (
     render_pack,
 )
 
-MANIFEST_HEADER: tuple[str, ...] = (
-    "image",
-    "sku",
-    "barcode",
-    "name",
-    "brand",
-    "family",
-    "weight_g",
-    "weight_tol_g",
-)
+MANIFEST_HEADER: tuple[str, ...] = KNOWN_COLUMNS
 IMAGE_FORMATS: tuple[str, ...] = ("jpg", "png")
 JPEG_QUALITY = 92
 _KIND_REFERENCE = 0
