@@ -196,3 +196,26 @@ def test_clean_errors_not_tracebacks(workspace: dict[str, Path], tmp_path: Path)
 def test_model_verify() -> None:
     out = cartos("model", "verify")
     assert out.returncode == 0 and out.stdout.startswith("ok:")
+
+
+def test_runtime_never_imports_torch(workspace: dict[str, Path]) -> None:
+    """Recognition, import and calibration run without torch (a build-time extra only)."""
+    code = (
+        "import sys\n"
+        "from cartos.cli.main import main\n"
+        "sys.argv = ['cartos', 'recognize', '--db', sys.argv[1], '--json', sys.argv[2]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('no-torch-ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(workspace["db"]), str(workspace["test"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "no-torch-ok" in out.stdout

@@ -218,3 +218,59 @@ def test_manifest_copy_with_relative_paths_imports(
         report = enrolment.import_manifest(store, embedder, dest / "manifest.csv")
     assert report.problems == []
     assert report.exemplars_added == len(_rows(prepared.synth.manifest))
+
+
+def test_import_killed_mid_transaction_leaves_previous_version(
+    prepared: Prepared, catalogue_copy: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    """kill -9 while an import holds its write transaction: the catalogue is intact."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    ready = tmp_path / "inside-transaction"
+    script = f"""
+import time
+from pathlib import Path
+from cartos.catalog.store import CatalogStore
+from cartos.inference import enrolment
+from cartos.inference.embedder import Embedder
+
+real = enrolment._refresh_prototypes
+def stall(store, skus):
+    real(store, skus)
+    Path({str(ready)!r}).write_text("x")
+    time.sleep(60)
+enrolment._refresh_prototypes = stall
+rows = Path({str(prepared.synth.new_products)!r})
+with CatalogStore({str(catalogue_copy)!r}) as store:
+    enrolment.import_manifest(store, Embedder(), rows)
+"""
+    with CatalogStore(catalogue_copy) as store:
+        version = store.version
+        n_exemplars = len(store.exemplars())
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert proc.poll() is None, "importer exited early"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    conn = sqlite3.connect(catalogue_copy)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    with CatalogStore(catalogue_copy) as store:
+        assert store.version == version
+        assert len(store.exemplars()) == n_exemplars
+        new_skus = {r["sku"] for r in _rows(prepared.synth.new_products)}
+        assert not new_skus & {r.sku for r in store.list_skus(status=None)}
+        # the dead writer's lock is gone: the same import now goes through
+        report = enrolment.import_manifest(store, embedder, prepared.synth.new_products)
+        assert store.version == version + 1
+        assert {r.sku for r in store.list_skus()} >= new_skus
+        assert report.exemplars_added == len(_rows(prepared.synth.new_products))
