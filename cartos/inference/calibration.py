@@ -24,8 +24,6 @@ from typing import Any
 
 import numpy as np
 
-FEATURES = ("top_score", "margin")
-
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
     finite = np.where(np.isfinite(scores), scores, -1e9)

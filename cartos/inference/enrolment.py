@@ -13,7 +13,6 @@ shared projection is refitted only by :func:`rebuild`, an explicit version.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,8 +30,6 @@ from cartos.inference.errors import ImageDecodeError
 from cartos.inference.index import PROJECTION_ARTIFACT
 from cartos.inference.preprocess import decode_image
 from cartos.inference.projection import DEFAULT_SHRINKAGE, MIN_CLASSES_TO_FIT, fit_projection
-
-log = logging.getLogger(__name__)
 
 SIGNATURE_KEY = "embedder_signature"
 MAX_ADD_IMAGES = 50
@@ -295,8 +292,3 @@ def rebuild(
             store.put_artifact(PROJECTION_ARTIFACT, projection.to_bytes())
         _refresh_prototypes(store, [r.sku for r in records])
     return store.version
-
-
-def log_problems(problems: Iterable[RowProblem]) -> None:
-    for p in problems:
-        log.warning("row %s (%s): %s", p.line, p.image, p.message)

@@ -19,7 +19,3 @@ class BackendUnavailableError(InferenceError):
 
 class ModelIntegrityError(InferenceError):
     """A model file does not match its model card (checksum, size or shape)."""
-
-
-class CalibrationMissingError(InferenceError):
-    """Recognition asked for calibrated confidence but the catalogue has none."""
