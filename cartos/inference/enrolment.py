@@ -98,26 +98,25 @@ def _refresh_prototypes(store: CatalogStore, skus: Iterable[str]) -> None:
     touched = sorted(set(skus))
     if not touched:
         return
+    records = {r.sku: r for r in store.list_skus(status="active")}
     ex = store.exemplars(skus=touched)
     by_sku: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(ex.skus):
         by_sku[s].append(i)
-    live = [s for s in touched if by_sku.get(s)]
+    # Only active SKUs with exemplars have a prototype; anything else loses its row.
+    live = [s for s in touched if by_sku.get(s) and s in records]
     if live:
         protos = np.stack([ex.vectors[by_sku[s]].mean(axis=0) for s in live])
         store.put_prototypes("sku", live, protos, [len(by_sku[s]) for s in live])
-    records = {r.sku: r for r in store.list_skus(status="active")}
-    dead = [s for s in touched if s not in records or s not in live]
     current = set(store.prototypes("sku")[0])
-    dead = [s for s in dead if s in current]
+    dead = [s for s in touched if s not in live and s in current]
     if dead:
         store.delete_prototypes("sku", dead)
+    touched_records = [r for s in touched if (r := store.get_sku(s)) is not None]
     for level in ("family", "brand"):
-        groups = {getattr(store.get_sku(s), level) for s in touched if store.get_sku(s)}
-        groups.discard(None)
-        groups.discard("")
+        groups = sorted({g for r in touched_records if (g := getattr(r, level))})
         if groups:
-            _refresh_group(store, level, sorted(g for g in groups if g), records)
+            _refresh_group(store, level, groups, records)
 
 
 def _refresh_group(

@@ -140,7 +140,10 @@ class Recognizer:
             conf = probs.max(axis=1)
             unk = 1.0 - conf
         k = min(self.top_k, scores.shape[1])
-        top_cols = np.argsort(-scores, axis=1)[:, :k]
+        # argpartition then sort only the k winners: linear in the catalogue size
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1)
+        top_cols = np.take_along_axis(part, order, axis=1)
         out: list[Recognition] = []
         for i in range(len(scores)):
             top = [Candidate(self.index.skus[c], float(scores[i, c])) for c in top_cols[i]]
