@@ -47,6 +47,7 @@ def model() -> None:
     default="minmax",
     show_default=True,
 )
+@click.option("--keep-fp32", is_flag=True, help="Also keep the FP32 parent next to the INT8 model.")
 @reports_errors
 def build_cmd(
     calibration: tuple[str, ...],
@@ -56,6 +57,7 @@ def build_cmd(
     variant: str,
     out: Path | None,
     calibration_method: str,
+    keep_fp32: bool,
 ) -> None:
     """Export EfficientNet-Lite to ONNX, quantise to INT8 (QDQ, per-channel), write its card."""
     from cartos.modelbuild.build import build_model  # imports torch: build extra only
@@ -66,7 +68,12 @@ def build_cmd(
     out_dir = out or shipped_model_path().parent
     name = SHIPPED_MODEL_NAME if variant == "lite0" else f"efficientnet_{variant}_int8"
     result = build_model(
-        out_dir, images, variant=variant, name=name, calibration_method=calibration_method
+        out_dir,
+        images,
+        variant=variant,
+        name=name,
+        keep_fp32=keep_fp32,
+        calibration_method=calibration_method,
     )
     click.echo(result.card.to_json())
     click.echo(f"wrote {result.int8_path} and {card_path_for(result.int8_path)}")
