@@ -39,7 +39,7 @@ from cartos.inference.index import RecognitionIndex
 from cartos.inference.preprocess import decode_image, to_tensor
 from cartos.inference.recognizer import Recognition, Recognizer
 
-LogFn = Any
+LogFn = Callable[[str], None]
 
 
 def _embed(embedder: Embedder, rows: list[Any]) -> np.ndarray:

@@ -22,20 +22,7 @@ from cartos.inference.calibration import CalibrationTargets
 from cartos.inference.calibration_service import calibrate_from_manifest
 from cartos.inference.embedder import Embedder
 from cartos.inference.recognizer import Recognizer
-from cartos.synth import SynthConfig, generate_catalogue
-
-
-def _split(queries: Path, out: Path) -> tuple[Path, list[dict[str, str]]]:
-    with queries.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = list(reader.fieldnames or [])
-        rows = list(reader)
-    cal = out / "calibration.csv"
-    with cal.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=header)
-        w.writeheader()
-        w.writerows(rows[0::2])
-    return cal, rows[1::2]
+from cartos.synth import SynthConfig, generate_catalogue, split_queries
 
 
 @click.command("demo")
@@ -58,7 +45,9 @@ def demo_cmd(out: Path | None, skus: int, seed: int) -> None:
             root / "catalogue",
             SynthConfig(n_skus=skus, refs_per_sku=6, queries_per_sku=6, n_new=4, seed=seed),
         )
-        cal_manifest, test_rows = _split(synth.queries, synth.root)
+        cal_manifest, test_manifest = split_queries(synth)
+        with test_manifest.open(newline="") as fh:
+            test_rows = list(csv.DictReader(fh))
         embedder = Embedder()
         db = root / "catalogue.db"
         db.unlink(missing_ok=True)

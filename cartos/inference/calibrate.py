@@ -10,12 +10,11 @@ fold galleries, so both sides see the same score scale.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
-from cartos.catalog.records import SkuRecord
-from cartos.catalog.store import CatalogStore
 from cartos.inference.calibration import (
     Calibration,
     CalibrationTargets,
@@ -28,20 +27,8 @@ from cartos.inference.calibration import (
     threshold_for_precision,
 )
 from cartos.inference.errors import InferenceError
-from cartos.inference.index import RecognitionIndex
-from cartos.inference.projection import Projection, fit_projection
-
-
-@dataclass
-class CatalogueSnapshot:
-    """What calibration needs from the catalogue: records, exemplars, projection recipe."""
-
-    records: list[SkuRecord]
-    exemplar_vectors: np.ndarray
-    exemplar_skus: list[str]
-    projection: Projection
-    nn_weight: float
-    version: int
+from cartos.inference.index import CatalogueSnapshot, RecognitionIndex
+from cartos.inference.projection import fit_projection
 
 
 @dataclass
@@ -58,18 +45,18 @@ class CalibrationRows:
     brand_prob: np.ndarray
     brand_correct: np.ndarray
 
-
-def group_posterior(
-    index: RecognitionIndex, probs: np.ndarray, attr: str
-) -> tuple[list[str | None], np.ndarray]:
-    """Most probable family (or brand) per row and its summed SKU posterior."""
-    groups = index.families if attr == "family" else index.brands
-    if not groups:
-        return [None] * len(probs), np.zeros(len(probs))
-    keys = sorted(groups)
-    mass = np.stack([probs[:, groups[k]].sum(axis=1) for k in keys], axis=1)
-    best = mass.argmax(axis=1)
-    return [keys[i] for i in best], mass[np.arange(len(probs)), best]
+    @classmethod
+    def concat(cls, parts: Sequence[CalibrationRows]) -> CalibrationRows:
+        """Pool the rows of several folds."""
+        pooled: dict[str, Any] = {}
+        for f in fields(cls):
+            values = [getattr(p, f.name) for p in parts]
+            pooled[f.name] = (
+                [v for part in values for v in part]
+                if isinstance(values[0], list)
+                else np.concatenate(values)
+            )
+        return cls(**pooled)
 
 
 def _fold_index(snap: CatalogueSnapshot, held_out: set[str]) -> RecognitionIndex:
@@ -82,7 +69,15 @@ def _fold_index(snap: CatalogueSnapshot, held_out: set[str]) -> RecognitionIndex
         projection = fit_projection(
             vectors, np.asarray(skus), shrinkage=projection.shrinkage, pca_dim=projection.pca_dim
         )
-    return RecognitionIndex(keep_rec, vectors, skus, projection, snap.nn_weight, snap.version)
+    return RecognitionIndex.from_snapshot(
+        replace(
+            snap,
+            records=keep_rec,
+            exemplar_vectors=vectors,
+            exemplar_skus=skus,
+            projection=projection,
+        )
+    )
 
 
 def _score_rows(
@@ -92,28 +87,28 @@ def _score_rows(
     truth_family: Sequence[str | None],
     truth_brand: Sequence[str | None],
     temperature: float,
-) -> dict[str, np.ndarray | list[str]]:
+) -> CalibrationRows:
     scores = index.score(vectors)
     pred_col = scores.argmax(axis=1)
     predicted = [index.skus[c] for c in pred_col]
     probs = local_posterior(scores, temperature)
-    fam, fam_p = group_posterior(index, probs, "family")
-    brand, brand_p = group_posterior(index, probs, "brand")
-    return {
-        "features": score_features(scores),
-        "correct": np.array([p == t for p, t in zip(predicted, truth, strict=True)]),
-        "unknown": np.array([t not in index.records for t in truth]),
-        "predicted": predicted,
-        "raw_top_prob": probs.max(axis=1),
-        "family_prob": fam_p,
-        "family_correct": np.array(
+    fam, fam_p = index.group_posterior(probs, "family")
+    brand, brand_p = index.group_posterior(probs, "brand")
+    return CalibrationRows(
+        features=score_features(scores),
+        correct=np.array([p == t for p, t in zip(predicted, truth, strict=True)]),
+        unknown=np.array([t not in index.records for t in truth]),
+        predicted=predicted,
+        raw_top_prob=probs.max(axis=1),
+        family_prob=fam_p,
+        family_correct=np.array(
             [f is not None and f == t for f, t in zip(fam, truth_family, strict=True)]
         ),
-        "brand_prob": brand_p,
-        "brand_correct": np.array(
+        brand_prob=brand_p,
+        brand_correct=np.array(
             [b is not None and b == t for b, t in zip(brand, truth_brand, strict=True)]
         ),
-    }
+    )
 
 
 def fit_calibration(
@@ -131,14 +126,7 @@ def fit_calibration(
     known_skus = sorted({t for t in truth if t in catalogue})
     if len(known_skus) < 3:
         raise InferenceError("calibration needs labelled images of at least 3 catalogue SKUs")
-    full = RecognitionIndex(
-        snap.records,
-        snap.exemplar_vectors,
-        snap.exemplar_skus,
-        snap.projection,
-        snap.nn_weight,
-        snap.version,
-    )
+    full = RecognitionIndex.from_snapshot(snap)
     known_rows = np.array([t in catalogue for t in truth])
     col = {s: i for i, s in enumerate(full.skus)}
     kv = vectors[known_rows]
@@ -152,24 +140,14 @@ def fit_calibration(
     # By default every calibration SKU is held out exactly once, so the unknown
     # side is not at the mercy of which few SKUs one draw happened to pick.
     folds = targets.folds or int(np.ceil(len(order) / per_fold))
-    parts: list[dict[str, np.ndarray | list[str]]] = []
+    parts: list[CalibrationRows] = []
     for f in range(max(1, folds)):
         held = set(order[(f * per_fold) % len(order) :][:per_fold])
         if len(held) >= len(full.skus):
             break
         index = _fold_index(snap, held)
         parts.append(_score_rows(index, vectors, truth, truth_family, truth_brand, temperature))
-    rows = CalibrationRows(
-        features=np.concatenate([p["features"] for p in parts]),  # type: ignore[misc]
-        correct=np.concatenate([p["correct"] for p in parts]),  # type: ignore[misc]
-        unknown=np.concatenate([p["unknown"] for p in parts]),  # type: ignore[misc]
-        predicted=[s for p in parts for s in p["predicted"]],
-        raw_top_prob=np.concatenate([p["raw_top_prob"] for p in parts]),  # type: ignore[misc]
-        family_prob=np.concatenate([p["family_prob"] for p in parts]),  # type: ignore[misc]
-        family_correct=np.concatenate([p["family_correct"] for p in parts]),  # type: ignore[misc]
-        brand_prob=np.concatenate([p["brand_prob"] for p in parts]),  # type: ignore[misc]
-        brand_correct=np.concatenate([p["brand_correct"] for p in parts]),  # type: ignore[misc]
-    )
+    rows = CalibrationRows.concat(parts)
     if not rows.unknown.any():
         raise InferenceError("calibration produced no simulated unknowns; add more SKUs")
 
@@ -240,17 +218,3 @@ def fit_calibration(
         metrics=metrics,
     )
     return cal, rows
-
-
-def snapshot(store: CatalogStore) -> CatalogueSnapshot:
-    """Freeze the current catalogue version for calibration."""
-    index = RecognitionIndex.from_store(store)
-    ex = store.exemplars(skus=index.skus)
-    return CatalogueSnapshot(
-        records=[index.records[s] for s in index.skus],
-        exemplar_vectors=ex.vectors,
-        exemplar_skus=list(ex.skus),
-        projection=index.projection,
-        nn_weight=index.nn_weight,
-        version=store.version,
-    )

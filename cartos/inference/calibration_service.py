@@ -9,12 +9,13 @@ import numpy as np
 
 from cartos.catalog.manifest import read_manifest
 from cartos.catalog.store import CatalogStore
-from cartos.inference.calibrate import fit_calibration, snapshot
+from cartos.inference.calibrate import fit_calibration
 from cartos.inference.calibration import Calibration, CalibrationTargets
 from cartos.inference.calibration_report import report_files, write_report
 from cartos.inference.embedder import Embedder
 from cartos.inference.enrolment import RowProblem, check_signature, embed_items
 from cartos.inference.errors import InferenceError
+from cartos.inference.index import CatalogueSnapshot
 from cartos.inference.recognizer import CALIBRATION_ARTIFACT
 
 
@@ -47,7 +48,7 @@ def calibrate_from_manifest(
     rows = [r for r in rows if r.line in vectors]
     if len(rows) < 20:
         raise InferenceError(f"{manifest_path}: need at least 20 readable labelled images")
-    snap = snapshot(store)
+    snap = CatalogueSnapshot.from_store(store)
     known = {r.sku: r for r in snap.records}
 
     def attr(row_sku: str, manifest_value: str | None, name: str) -> str | None:

@@ -26,9 +26,7 @@ from cartos.catalog.manifest import read_manifest
 from cartos.catalog.records import SkuRecord
 from cartos.catalog.store import CatalogStore
 from cartos.inference.embedder import Embedder
-from cartos.inference.errors import ImageDecodeError
 from cartos.inference.index import PROJECTION_ARTIFACT
-from cartos.inference.preprocess import decode_image
 from cartos.inference.projection import DEFAULT_SHRINKAGE, MIN_CLASSES_TO_FIT, fit_projection
 
 SIGNATURE_KEY = "embedder_signature"
@@ -75,19 +73,15 @@ def embed_items(
     vectors: dict[int, np.ndarray] = {}
     problems: list[RowProblem] = []
     bar = tqdm(total=len(items), unit="img", disable=not progress, leave=False)
-    chunk = 16
+    chunk = 16  # bounds memory: decoded crops are dropped after every chunk
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        images, keys = [], []
-        for key, path, text in part:
-            try:
-                images.append(decode_image(path))
-                keys.append(key)
-            except ImageDecodeError as exc:
-                problems.append(RowProblem(key, text, str(exc)))
-        if images:
-            for key, vec in zip(keys, embedder.embed_arrays(images), strict=True):
-                vectors[key] = vec
+        result = embedder.embed_paths([path for _, path, _ in part])
+        for i, message in result.errors.items():
+            key, _, text = part[i]
+            problems.append(RowProblem(key, text, message))
+        for i, vec in zip(result.ok_index, result.vectors, strict=True):
+            vectors[part[i][0]] = vec
         bar.update(len(part))
     bar.close()
     return vectors, problems

@@ -9,7 +9,8 @@ for the hierarchy fallback.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,6 +21,38 @@ from cartos.inference.projection import Projection
 
 PROJECTION_ARTIFACT = "projection"
 DEFAULT_NN_WEIGHT = 0.5
+
+
+@dataclass
+class CatalogueSnapshot:
+    """One catalogue version as plain arrays, what an index or a calibration fold is built from."""
+
+    records: list[SkuRecord]
+    exemplar_vectors: np.ndarray
+    exemplar_skus: list[str]
+    projection: Projection
+    nn_weight: float = DEFAULT_NN_WEIGHT
+    version: int = 0
+
+    @classmethod
+    def from_store(
+        cls, store: CatalogStore, nn_weight: float = DEFAULT_NN_WEIGHT
+    ) -> CatalogueSnapshot:
+        """Active SKUs that have exemplars, their exemplars and the stored projection."""
+        active = store.list_skus(status="active")
+        exemplars = store.exemplars(skus=[r.sku for r in active])
+        blob = store.get_artifact(PROJECTION_ARTIFACT)
+        dim = exemplars.vectors.shape[1] if len(exemplars) else (store.embedding_dim or 0)
+        projection = Projection.from_bytes(blob) if blob else Projection.identity(dim)
+        with_exemplars = set(exemplars.skus)
+        return cls(
+            records=[r for r in active if r.sku in with_exemplars],
+            exemplar_vectors=exemplars.vectors,
+            exemplar_skus=list(exemplars.skus),
+            projection=projection,
+            nn_weight=nn_weight,
+            version=store.version,
+        )
 
 
 class RecognitionIndex:
@@ -71,37 +104,41 @@ class RecognitionIndex:
         return {k: np.array(v, dtype=np.int64) for k, v in groups.items()}
 
     @classmethod
+    def from_snapshot(cls, snap: CatalogueSnapshot) -> RecognitionIndex:
+        return cls(
+            snap.records,
+            snap.exemplar_vectors,
+            snap.exemplar_skus,
+            snap.projection,
+            nn_weight=snap.nn_weight,
+            version=snap.version,
+        )
+
+    @classmethod
     def from_store(
         cls, store: CatalogStore, nn_weight: float = DEFAULT_NN_WEIGHT
     ) -> RecognitionIndex:
         """Load the current catalogue version (active SKUs only)."""
-        records = store.list_skus(status="active")
-        exemplars = store.exemplars(skus=[r.sku for r in records])
-        blob = store.get_artifact(PROJECTION_ARTIFACT)
-        dim = exemplars.vectors.shape[1] if len(exemplars) else (store.embedding_dim or 0)
-        projection = Projection.from_bytes(blob) if blob else Projection.identity(dim)
-        with_exemplars = set(exemplars.skus)
-        records = [r for r in records if r.sku in with_exemplars]
-        return cls(
-            records,
-            exemplars.vectors,
-            exemplars.skus,
-            projection,
-            nn_weight=nn_weight,
-            version=store.version,
-        )
+        return cls.from_snapshot(CatalogueSnapshot.from_store(store, nn_weight))
+
+    def group_posterior(self, probs: np.ndarray, attr: str) -> tuple[list[str | None], np.ndarray]:
+        """Most probable family (or brand) per row and its summed SKU posterior."""
+        groups = self.families if attr == "family" else self.brands
+        if not groups:
+            return [None] * len(probs), np.zeros(len(probs))
+        keys = sorted(groups)
+        mass = np.stack([probs[:, groups[k]].sum(axis=1) for k in keys], axis=1)
+        best = mass.argmax(axis=1)
+        return [keys[i] for i in best], mass[np.arange(len(probs)), best]
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         return self.projection.apply(vectors)
 
-    def score(self, vectors: np.ndarray, exclude: Collection[str] = ()) -> np.ndarray:
-        """(n, C) SKU scores for raw query embeddings; excluded SKUs score -inf."""
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, C) SKU scores for raw query embeddings."""
         q = self.project(np.atleast_2d(vectors))
         proto = q @ self._prototypes.T
         sims = q @ self._exemplars.T
         nearest = np.maximum.reduceat(sims, self._starts, axis=1)
         scores = (1 - self.nn_weight) * proto + self.nn_weight * nearest
-        if exclude:
-            cols = [i for i, s in enumerate(self.skus) if s in exclude]
-            scores[:, cols] = -np.inf
-        return scores.astype(np.float32)
+        return np.asarray(scores, dtype=np.float32)

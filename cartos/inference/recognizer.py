@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from cartos.catalog.store import CatalogStore
-from cartos.inference.calibrate import group_posterior
 from cartos.inference.calibration import Calibration, local_posterior, score_features
 from cartos.inference.embedder import Embedder
 from cartos.inference.index import PROJECTION_ARTIFACT, RecognitionIndex
@@ -130,8 +129,8 @@ class Recognizer:
         scores = self.index.score(vectors)
         probs = local_posterior(scores, self.temperature)
         feats = score_features(scores)
-        families, fam_p = group_posterior(self.index, probs, "family")
-        brands, brand_p = group_posterior(self.index, probs, "brand")
+        families, fam_p = self.index.group_posterior(probs, "family")
+        brands, brand_p = self.index.group_posterior(probs, "brand")
         cal = self.calibration
         if cal is not None:
             conf = cal.confidence(feats)

@@ -35,6 +35,7 @@ from cartos.synth.generator import (
     SynthCatalogue,
     SynthConfig,
     generate_catalogue,
+    split_queries,
     validate_config,
 )
 from cartos.synth.render import (
@@ -76,6 +77,7 @@ __all__ = [
     "reference_style",
     "render_image",
     "render_pack",
+    "split_queries",
     "validate_config",
     "weight_tolerance_g",
 ]

@@ -254,3 +254,17 @@ def generate_catalogue(out_dir: str | Path, config: SynthConfig = DEFAULT_CONFIG
     _write_csv(catalogue.queries, query_rows)
     _write_csv(catalogue.new_products, new_rows)
     return catalogue
+
+
+def split_queries(catalogue: SynthCatalogue) -> tuple[Path, Path]:
+    """Split the labelled queries into ``calibration.csv`` (even rows) and ``test.csv`` (odd).
+
+    Both are written next to ``queries.csv`` so their relative image paths stay valid;
+    neither half contains a reference image, which is what ``cartos calibrate`` needs.
+    """
+    with catalogue.queries.open(newline="") as fh:
+        body = list(csv.reader(fh))[1:]
+    cal, test = catalogue.root / "calibration.csv", catalogue.root / "test.csv"
+    for path, part in ((cal, body[0::2]), (test, body[1::2])):
+        _write_csv(path, part)
+    return cal, test

@@ -15,8 +15,7 @@ import pytest
 from cartos.catalog.store import CatalogStore
 from cartos.inference.calibration_report import RELIABILITY_PNG, REPORT_JSON, REPORT_MD
 from cartos.inference.recognizer import CALIBRATION_ARTIFACT
-from cartos.synth import SynthConfig, generate_catalogue
-from tests.inference.conftest import split_queries
+from cartos.synth import SynthConfig, generate_catalogue, split_queries
 
 RECOGNITION_SCHEMA = {
     "type": "object",
@@ -71,7 +70,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     synth = generate_catalogue(
         root / "synth", SynthConfig(n_skus=12, refs_per_sku=3, queries_per_sku=4, n_new=2, seed=3)
     )
-    cal, test = split_queries(synth.queries, synth.root)
+    cal, test = split_queries(synth)
     db = root / "c.db"
     out = cartos("catalog", "import", synth.manifest, "--db", db)
     assert out.returncode == 0, out.stderr
