@@ -36,6 +36,7 @@ from cartos.inference.calibration import (
 from cartos.inference.calibration_service import calibrate_from_manifest
 from cartos.inference.embedder import Embedder
 from cartos.inference.index import RecognitionIndex
+from cartos.inference.model_card import ModelCard, card_path_for, shipped_model_path
 from cartos.inference.preprocess import decode_image, to_tensor
 from cartos.inference.recognizer import Recognition, Recognizer
 
@@ -100,7 +101,8 @@ def throughput_side_by_side(
     fp32: Path, int8: Path, images: list[Path], rounds: int = 5, seconds: float = 1.5
 ) -> dict[str, Any]:
     """Images/s of FP32 and INT8 at batch 1 and 8, default ORT settings, interleaved rounds."""
-    spec_img = np.stack([to_tensor(decode_image(p), Embedder().spec) for p in images[:8]])
+    spec = ModelCard.load(card_path_for(int8)).input_spec
+    spec_img = np.stack([to_tensor(decode_image(p), spec) for p in images[:8]])
     sessions = {
         "fp32": ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]),
         "int8": ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]),
@@ -409,7 +411,7 @@ def int8_throughput(work: Path, rounds: int = 9, seconds: float = 2.0) -> dict[s
     if fp32 is None:
         raise SystemExit("the FP32 comparison needs the build extra: pip install 'cartos[build]'")
     rows = grozi_split().queries_known[:8]
-    int8 = Embedder().model_path
+    int8 = shipped_model_path()
     return {
         "machine": {"platform": platform.platform(), "onnxruntime": ort.__version__},
         "rounds": rounds,

@@ -78,18 +78,17 @@ class RecognitionIndex:
         keep = np.array([s in column for s in exemplar_skus], dtype=bool)
         labels = np.array([column[s] for s in np.asarray(exemplar_skus)[keep]], dtype=np.int64)
         z = projection.apply(np.asarray(exemplar_vectors)[keep])
-        # Exemplars sorted by SKU column so a segmented max gives nearest-exemplar scores.
+        # Exemplars sorted by SKU column: segmented sums and maxima give prototypes and
+        # nearest-exemplar scores in one pass each.
         order = np.argsort(labels, kind="stable")
         labels, z = labels[order], z[order]
-        self._labels = labels
         self._exemplars = z
         self._starts = np.searchsorted(labels, np.arange(len(self.skus)))
         counts = np.bincount(labels, minlength=len(self.skus))
         missing = [s for s, c in zip(self.skus, counts, strict=True) if c == 0]
         if missing:
             raise InferenceError(f"SKUs without exemplars: {', '.join(missing[:5])}")
-        proto = np.zeros((len(self.skus), z.shape[1]), dtype=np.float64)
-        np.add.at(proto, labels, z)
+        proto = np.add.reduceat(z.astype(np.float64), self._starts, axis=0)
         proto /= np.linalg.norm(proto, axis=1, keepdims=True)
         self._prototypes = proto.astype(np.float32)
         self.families = self._groups("family")
