@@ -56,5 +56,31 @@ def int8_cmd(rounds: int, seconds: float, out: Path) -> None:
     click.echo(json.dumps(results, indent=2))
 
 
+@bench.command("bridge")
+@click.option("--ber", default=1e-4, show_default=True, help="Bit-error rate, both directions.")
+@click.option("--frames", default=100_000, show_default=True, help="MCU frames to send.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line on stdout.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the JSON here (e.g. docs/bench/bridge.json).",
+)
+@reports_errors
+def bridge_cmd(ber: float, frames: int, seed: int, as_json: bool, out: Path | None) -> None:
+    """Emulated board over a real pty with bit errors: corrupt readings, lost/duplicated scans."""
+    from cartos.bench.bridge import run
+
+    results = run(ber, frames, seed=seed, log=lambda m: click.echo(m, err=True))
+    if not as_json:
+        for key, value in results.items():
+            click.echo(f"{key:>26}: {value}", err=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    click.echo(json.dumps(results))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)
