@@ -82,5 +82,31 @@ def bridge_cmd(ber: float, frames: int, seed: int, as_json: bool, out: Path | No
     click.echo(json.dumps(results))
 
 
+@bench.command("settle")
+@click.option("--hours", default=1.0, show_default=True, help="Simulated hours of the soak.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--trials", default=50, show_default=True, help="Placements per scenario.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line on stdout, no table.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/bench/settle.json"),
+    show_default=True,
+    help="Where to write the JSON results.",
+)
+@reports_errors
+def settle_cmd(hours: float, seed: int, trials: int, as_json: bool, out: Path) -> None:
+    """Scale settle detection: latency to `settled`, misses, false events per hour."""
+    from cartos.bench.settle import run
+
+    if hours <= 0 or trials < 1:
+        raise click.BadParameter("--hours must be > 0 and --trials >= 1")
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    results = run(hours, seed, log=log, trials=trials)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    click.echo(json.dumps(results))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)

@@ -72,4 +72,10 @@ def main() -> None:
     recognize_cmds.register(cli)
     bench_cmds.register(cli)
     demo_cmd.register(cli)
+    from cartos.cli import profile_cmds
+
+    profile_cmds.register(cli)
+    from cartos.cli import hil_cmds
+
+    hil_cmds.register(cli)
     cli()
