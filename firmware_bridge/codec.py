@@ -64,7 +64,7 @@ def seq_byte(seq: int, flags: int = 0) -> int:
 def encode_frame(seq: int, payload: bytes | bytearray, flags: int = 0) -> bytes:
     """One frame: ``len seq payload crc_hi crc_lo 0x7E``."""
     if len(payload) > MAX_PAYLOAD:
-        raise ValueError("payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+        raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     n = len(payload) + MIN_FRAME
     out = bytearray(n)
     out[0] = n
@@ -173,7 +173,7 @@ class FrameDecoder:
 
 def put_uint(out: bytearray, value: int) -> None:
     if value < 0 or value > 0xFFFFFFFF:
-        raise ValueError("uint out of range: %d" % value)
+        raise ValueError(f"uint out of range: {value}")
     while True:
         b = value & 0x7F
         value >>= 7
@@ -186,7 +186,7 @@ def put_uint(out: bytearray, value: int) -> None:
 
 def put_int(out: bytearray, value: int) -> None:
     if value < -0x80000000 or value > 0x7FFFFFFF:
-        raise ValueError("int out of range: %d" % value)
+        raise ValueError(f"int out of range: {value}")
     put_uint(out, ((value << 1) ^ (value >> 31)) & 0xFFFFFFFF)
 
 
@@ -228,14 +228,14 @@ class MessageFormat:
         for part in parts[1:]:
             key, _, kind = part.partition("=")
             if kind not in ("u", "i", "b") or not key:
-                raise ValueError("bad parameter %r in %r" % (part, spec))
+                raise ValueError(f"bad parameter {part!r} in {spec!r}")
             self.params.append((key, kind))
 
     def encode(self, out: bytearray, values: dict[str, object]) -> None:
         put_uint(out, self.msgid)
         for key, kind in self.params:
             if key not in values:
-                raise ValueError("%s: missing parameter %s" % (self.name, key))
+                raise ValueError(f"{self.name}: missing parameter {key}")
             v = values[key]
             if kind == "u":
                 put_uint(out, int(v))  # type: ignore[call-overload]
@@ -256,7 +256,7 @@ class MessageFormat:
             else:
                 n, pos = get_uint(data, pos)
                 if pos + n > len(data):
-                    raise ValueError("%s: truncated %s" % (self.name, key))
+                    raise ValueError(f"{self.name}: truncated {key}")
                 values[key] = bytes(data[pos : pos + n])
                 pos += n
         return values, pos
@@ -317,7 +317,7 @@ def _decode_all(
         msgid, pos = get_uint(payload, pos)
         fmt = by_id.get(msgid)
         if fmt is None:
-            raise ValueError("unknown message id %d" % msgid)
+            raise ValueError(f"unknown message id {msgid}")
         values, pos = fmt.decode(payload, pos)
         out.append((fmt.name, values))
     return out

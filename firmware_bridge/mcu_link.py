@@ -9,8 +9,8 @@ try:
 except ImportError:  # flat layout on the board
     import codec  # type: ignore[no-redef]
 
-try:
-    from typing import Callable
+try:  # noqa: SIM105 - MicroPython has no contextlib
+    from collections.abc import Callable
 except ImportError:  # MicroPython: annotations are never evaluated there
     pass
 

@@ -247,6 +247,7 @@ class Scale:
         self._ring_v: list[int] = [0] * capacity
         self._ring_head = 0  # next write position
         self._ring_len = 0
+        self._ring_sum = 0
         self._run_start_ms = 0  # first sample of the current uninterrupted run
         self._stable = False
 
@@ -369,40 +370,42 @@ class Scale:
         return _div_round(self._box_sum, n)
 
     def _push_ring(self, mg: int, t_ms: int) -> None:
-        size = len(self._ring_t)
+        """Append to the window and drop what is older than ``window_ms``.
+
+        Slots outside the window always hold a copy of a value inside it, so
+        the builtin (C-speed on MicroPython) ``max``/``min`` over the whole
+        list give the window's extremes; the sum is kept incrementally.
+        """
+        values = self._ring_v
+        times = self._ring_t
+        size = len(values)
         if self._ring_len == 0:
             self._run_start_ms = t_ms
-        self._ring_t[self._ring_head] = t_ms
-        self._ring_v[self._ring_head] = mg
-        self._ring_head = (self._ring_head + 1) % size
-        if self._ring_len < size:
-            self._ring_len += 1
+            for i in range(size):
+                values[i] = mg
+            self._ring_sum = 0
+        elif self._ring_len == size:  # faster than max_rate_hz: overwrite the oldest
+            self._ring_sum -= values[self._ring_head]
+            self._ring_len -= 1
+        head = self._ring_head
+        times[head] = t_ms
+        values[head] = mg
+        self._ring_sum += mg
+        self._ring_len += 1
+        self._ring_head = (head + 1) % size
         oldest_allowed = t_ms - self.window_ms
         while self._ring_len > 1:
             oldest = (self._ring_head - self._ring_len) % size
-            if self._ring_t[oldest] >= oldest_allowed:
+            if times[oldest] >= oldest_allowed:
                 break
+            self._ring_sum -= values[oldest]
+            values[oldest] = mg
             self._ring_len -= 1
 
     def _window_stats(self) -> tuple[int, int]:
-        """(max - min, rounded mean) of the window; sums relative to the newest value stay small."""
-        size = len(self._ring_v)
+        """(max - min, rounded mean) of the values in the window."""
         values = self._ring_v
-        newest = values[(self._ring_head - 1) % size]
-        low = high = newest
-        total = 0
-        i = (self._ring_head - self._ring_len) % size
-        for _ in range(self._ring_len):
-            v = values[i]
-            if v < low:
-                low = v
-            elif v > high:
-                high = v
-            total += v - newest
-            i += 1
-            if i == size:
-                i = 0
-        return high - low, newest + _div_round(total, self._ring_len)
+        return max(values) - min(values), _div_round(self._ring_sum, self._ring_len)
 
 
 def _rate_step(mg_per_s: int, dt_ms: int) -> int:

@@ -24,7 +24,7 @@ from cartos.hil.scenario import Expectation, Scenario, Step
 from cartos.profiles.schema import DeviceProfile
 from cartos.sensors.barcode import InvalidBarcodeError, parse_barcode
 from cartos.sensors.bridge.client import BridgeClient, ScaleConfig
-from cartos.sensors.bridge.events import BridgeEvent, LinkState, Scan, ScaleState, Settled, Tared
+from cartos.sensors.bridge.events import BridgeEvent, LinkState, ScaleState, Scan, Settled, Tared
 from cartos.sensors.camera import Frame, FrameRing, ScenarioReplay, changed_region
 
 DEFAULT_TOLERANCE_G = 3.0
@@ -144,7 +144,12 @@ class _Board:
             for line in lines:
                 setattr(line, attr, float(a.get("rate", 1e-3)))
             if duration:
-                _later(duration, lambda: [setattr(line, attr, 0.0) for line in lines])
+
+                def clear() -> None:
+                    for line in lines:
+                        setattr(line, attr, 0.0)
+
+                _later(duration, clear)
         elif kind == "stall":
             for line in lines:
                 line.stall(duration or 0.5)
@@ -163,17 +168,20 @@ class _Board:
 
     def _prompt_operator(self, step: Step, skipped: list[str]) -> None:
         a = step.args
-        text = {
-            "place": lambda: f"put an item of about {a['grams']} g in the basket",
-            "remove": lambda: f"take the {a['grams']} g item out",
-            "bump": lambda: "knock the basket once",
-            "rolling": lambda: "push the cart around" if float(a["grams"]) else "stop the cart",
-            "scan": lambda: f"scan {a['code']}",
-        }.get(step.kind)
-        if text is None:
+        if step.kind == "place":
+            text = f"put an item of about {a['grams']} g in the basket"
+        elif step.kind == "remove":
+            text = f"take the {a['grams']} g item out"
+        elif step.kind == "bump":
+            text = "knock the basket once"
+        elif step.kind == "rolling":
+            text = "push the cart around" if float(a["grams"]) else "stop the cart"
+        elif step.kind == "scan":
+            text = f"scan {a['code']}"
+        else:
             skipped.append(f"line {step.line}: {step.kind} needs the emulator")
             return
-        self.prompt(f"[t={step.t:5.1f}s] {text()}")
+        self.prompt(f"[t={step.t:5.1f}s] {text}")
 
 
 def _later(delay: float, action: Callable[[], object]) -> None:
@@ -305,19 +313,21 @@ def _check(exp: Expectation, events: list[Timed], frames: list[Frame], t0: float
     k = exp.kind
     if k == "settled":
         tol = float(a.get("tol", DEFAULT_TOLERANCE_G))
-        hits = [(t, e) for t, e in events if isinstance(e, Settled) and _in(t, a.get("within"))]
-        for t, e in hits:
+        settled = [(t, e) for t, e in events
+                   if isinstance(e, Settled) and _in(t, a.get("within"))]
+        for t, e in settled:
             if abs(e.delta_g - float(a["delta"])) <= tol and (
                 "weight" not in a or abs(e.weight_g - float(a["weight"])) <= tol
             ):
                 return Check(exp, True, f"settled {e.delta_g:+.1f} g at t={t:.2f}s")
-        seen = ", ".join(f"{e.delta_g:+.1f} g@{t:.2f}s" for t, e in hits) or "none"
+        seen = ", ".join(f"{e.delta_g:+.1f} g@{t:.2f}s" for t, e in settled) or "none"
         return Check(exp, False, f"no settled delta {a['delta']}±{tol} g; saw {seen}")
     if k == "no_settled":
-        hits = [(t, e) for t, e in events if isinstance(e, Settled) and _in(t, a["between"])]
-        if hits:
+        unexpected = [(t, e) for t, e in events
+                      if isinstance(e, Settled) and _in(t, a["between"])]
+        if unexpected:
             return Check(exp, False, "unexpected: " + ", ".join(
-                f"{e.delta_g:+.1f} g@{t:.2f}s" for t, e in hits))
+                f"{e.delta_g:+.1f} g@{t:.2f}s" for t, e in unexpected))
         return Check(exp, True, "no settled change")
     if k == "count":
         kinds = {"settled": Settled, "scan": Scan, "state": ScaleState, "tared": Tared}
@@ -325,19 +335,20 @@ def _check(exp: Expectation, events: list[Timed], frames: list[Frame], t0: float
                 and _in(t, a.get("between")))
         return Check(exp, n == int(a["equals"]), f"{n} {a['event']} event(s)")
     if k == "scan":
-        hits = [e for t, e in events if isinstance(e, Scan) and e.code == a["code"]
-                and _in(t, a.get("within"))]
-        if len(hits) != 1:
-            return Check(exp, False, f"scan {a['code']!r} delivered {len(hits)} times")
-        return _check_barcode(exp, hits[0].code)
+        scans = [e for t, e in events if isinstance(e, Scan) and e.code == a["code"]
+                 and _in(t, a.get("within"))]
+        if len(scans) != 1:
+            return Check(exp, False, f"scan {a['code']!r} delivered {len(scans)} times")
+        return _check_barcode(exp, scans[0].code)
     if k == "state":
-        hits = [t for t, e in events if isinstance(e, ScaleState) and e.state == a["state"]
-                and _in(t, a.get("within"))]
-        return Check(exp, bool(hits), f"state {a['state']} at {hits}" if hits else
+        times = [round(t, 2) for t, e in events if isinstance(e, ScaleState)
+                 and e.state == a["state"] and _in(t, a.get("within"))]
+        return Check(exp, bool(times), f"state {a['state']} at {times}" if times else
                      f"state {a['state']} never reported")
     if k == "tared":
-        hits = [t for t, e in events if isinstance(e, Tared) and _in(t, a.get("within"))]
-        return Check(exp, bool(hits), f"tared at {hits}" if hits else "no tare")
+        tares = [round(t, 2) for t, e in events if isinstance(e, Tared)
+                 and _in(t, a.get("within"))]
+        return Check(exp, bool(tares), f"tared at {tares}" if tares else "no tare")
     if k == "frames":
         return Check(exp, len(frames) >= int(a["at_least"]), f"{len(frames)} camera frames")
     if k == "change":

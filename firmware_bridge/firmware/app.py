@@ -15,7 +15,8 @@ except ImportError:  # flat layout on the board
     from mcu_link import McuLink  # type: ignore[no-redef]
 
 try:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 except ImportError:  # MicroPython
     pass
 
@@ -136,7 +137,8 @@ class App:
             if self.scale is None:
                 self.link.send("error", {"code": codec.ERROR_NOT_CONFIGURED, "detail": b"tare"})
             elif token not in self._done_tares:  # a resent tare is applied once
-                self._done_tares = (self._done_tares + [token])[-8:]
+                self._done_tares.append(token)
+                del self._done_tares[:-8]
                 self._pending_tare = token
                 self.scale.tare()
         elif name == "set_stream":

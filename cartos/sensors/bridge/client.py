@@ -28,8 +28,8 @@ from cartos.sensors.bridge.events import (
     BridgeEvent,
     LinkState,
     Sample,
-    Scan,
     ScaleState,
+    Scan,
     Settled,
     Tared,
 )
@@ -115,8 +115,9 @@ def check_identify(doc: dict[str, Any]) -> codec.Dictionary:
             elif have[name] != " ".join(spec.split()):
                 problems.append(f"{what} {name!r} is {have[name]!r}, expected {spec!r}")
     if problems:
+        firmware = doc.get("firmware", "?")
         raise ProtocolMismatchError(
-            f"firmware {doc.get('firmware', '?')!r} does not match this host: " + "; ".join(problems)
+            f"firmware {firmware!r} does not match this host: " + "; ".join(problems)
         )
     try:
         return codec.Dictionary(commands, responses)
@@ -384,7 +385,7 @@ class _Session:
         for sbyte, payload in frames:
             if sbyte & codec.FLAG_SYN:
                 # The board lost our numbering (it rebooted): start over.
-                raise _Resync()
+                raise _ResyncRequestedError()
             self.transport.on_frame(sbyte)
             try:
                 messages = self.dictionary.decode_responses(payload)
@@ -436,12 +437,16 @@ class _Session:
     # -- phases ----------------------------------------------------------------
 
     def handshake(self) -> None:
-        deadline = time.monotonic() + self.client.handshake_timeout_s
+        timeout = self.client.handshake_timeout_s
+        deadline = time.monotonic() + timeout
         self.transport.reset()
         self._request_identify()
         while not self.identify_done:
+            have = len(self.identify_buf)
             self._step(deadline)
-            if time.monotonic() - self.identify_sent > 0.3 and self.transport.idle:
+            if len(self.identify_buf) != have:
+                deadline = time.monotonic() + timeout  # progressing: a noisy line, not a dead one
+            if time.monotonic() - self.identify_sent > 0.1 and self.transport.idle:
                 self._request_identify()  # the response was lost: ask again
         try:
             doc = json.loads(bytes(self.identify_buf).decode())
@@ -497,7 +502,7 @@ class _Session:
             )
         try:
             self._read(0.005)
-        except _Resync:
+        except _ResyncRequestedError:
             self.transport.resync()
             raise HandshakeTimeoutError("board rebooted; reconnecting") from None
         if self.ack_due and self.transport.synced:
@@ -524,5 +529,5 @@ class _Session:
             self._step()
 
 
-class _Resync(Exception):
+class _ResyncRequestedError(Exception):
     """The MCU asked for a SYN: it lost its link state."""

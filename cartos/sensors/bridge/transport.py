@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from firmware_bridge import codec
 
-
 STUCK_ROUNDS = 8  # go-back-N rounds without progress before the link resyncs
 
 
@@ -48,8 +47,8 @@ class TransportStats:
 class RtoEstimator:
     """RFC 6298 retransmission timeout, in seconds."""
 
-    min_rto: float = 0.025
-    max_rto: float = 1.0
+    min_rto: float = 0.02
+    max_rto: float = 0.25
     initial_rto: float = 0.25
     granularity: float = 0.002
     srtt: float | None = None

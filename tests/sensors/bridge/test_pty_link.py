@@ -174,8 +174,8 @@ def test_mismatched_firmware_is_refused_naming_the_difference(emu: Emulator) -> 
 
 
 def test_check_identify_accepts_the_real_dictionary() -> None:
-    from firmware_bridge.firmware.app import identify_document
     from firmware_bridge import codec
+    from firmware_bridge.firmware.app import identify_document
 
     doc = json.loads(identify_document("x", 1, codec.default_dictionary()))
     assert check_identify(doc).responses["settled"].spec.startswith("settled eid=u")

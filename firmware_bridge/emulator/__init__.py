@@ -1,0 +1,1 @@
+"""The PC emulator of the cart board (host only)."""
