@@ -66,14 +66,15 @@ def encode_frame(seq: int, payload: bytes | bytearray, flags: int = 0) -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     n = len(payload) + MIN_FRAME
-    out = bytearray(n)
-    out[0] = n
-    out[1] = seq_byte(seq, flags)
-    out[2 : 2 + len(payload)] = payload
-    crc = crc16(out, 0, n - TRAILER_LEN)
-    out[n - 3] = crc >> 8
-    out[n - 2] = crc & 0xFF
-    out[n - 1] = SYNC
+    # Built by appending: MicroPython has no bytearray slice assignment or deletion.
+    out = bytearray()
+    out.append(n)
+    out.append(seq_byte(seq, flags))
+    out.extend(payload)
+    crc = crc16(out)
+    out.append(crc >> 8)
+    out.append(crc & 0xFF)
+    out.append(SYNC)
     return bytes(out)
 
 
@@ -146,7 +147,8 @@ class FrameDecoder:
             pos += 1
         if skipped:
             self._count_invalid(skipped)
-        del buf[:pos]
+        if pos:
+            self._buf = buf[pos:]  # a copy of at most 63 bytes (no slice deletion on MicroPython)
         return out
 
     def _complete_frame_after(self, buf: bytearray, start: int) -> int:
@@ -160,7 +162,7 @@ class FrameDecoder:
         self.frames_invalid += 1
 
     def reset(self) -> None:
-        del self._buf[:]
+        self._buf = bytearray()
 
 
 # -- message encoding ---------------------------------------------------------

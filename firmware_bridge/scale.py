@@ -192,7 +192,7 @@ class Tared(ScaleEvent):
 
 
 class Scale:
-    """Per-sample pipeline: counts in, events out; O(window) work and memory per sample.
+    """Per-sample pipeline: counts in, events out; O(window) memory, little work per sample.
 
     Call :meth:`update` for every HX711 conversion (``counts``, signed) or with
     ``None`` when the ADC did not answer. ``t_ms`` is a monotonic millisecond
@@ -242,12 +242,10 @@ class Scale:
         self._box_len = 0
         self._box_pos = 0
         self._box_sum = 0
-        capacity = window_ms * max_rate_hz // 1000 + 2
-        self._ring_t: list[int] = [0] * capacity
-        self._ring_v: list[int] = [0] * capacity
-        self._ring_head = 0  # next write position
-        self._ring_len = 0
-        self._ring_sum = 0
+        self._win_cap = window_ms * max_rate_hz // 1000 + 2  # bounds memory at any rate
+        self._win_t: list[int] = []
+        self._win_v: list[int] = []
+        self._win_sum = 0
         self._run_start_ms = 0  # first sample of the current uninterrupted run
         self._stable = False
 
@@ -270,6 +268,8 @@ class Scale:
                 self._reset_filters()
                 self._set_state(STATE_DISCONNECTED, t_ms, events)
             return events
+        if t_ms - self._last_good_ms >= self.disconnect_timeout_ms:
+            self._reset_filters()  # a silent gap: the window must not span it
         self._last_good_ms = t_ms
         dt_ms = t_ms - self._last_t_ms
         self._last_t_ms = t_ms
@@ -289,7 +289,7 @@ class Scale:
             self._set_state(STATE_OVERLOAD if overloaded else STATE_UNSTABLE, t_ms, events)
             return events
         self.weight_mg = smoothed - self.zero_offset_mg
-        self._push_ring(smoothed, t_ms)
+        self._push_window(smoothed, t_ms)
         if overloaded:
             self._stable = False
             self._set_state(STATE_OVERLOAD, t_ms, events)
@@ -311,7 +311,7 @@ class Scale:
     # -- settling ---------------------------------------------------------
 
     def _on_stable(self, value: int, dt_ms: int, events: list[ScaleEvent]) -> None:
-        window_start = self._ring_t[(self._ring_head - self._ring_len) % len(self._ring_t)]
+        window_start = self._win_t[0]
         if self._tare_pending:
             self._tare_pending = False
             self.zero_offset_mg += value
@@ -344,7 +344,9 @@ class Scale:
         self._box_len = 0
         self._box_pos = 0
         self._box_sum = 0
-        self._ring_len = 0
+        self._win_t = []
+        self._win_v = []
+        self._win_sum = 0
         self._stable = False
 
     def _push_median(self, mg: int) -> int:
@@ -369,43 +371,29 @@ class Scale:
             return None
         return _div_round(self._box_sum, n)
 
-    def _push_ring(self, mg: int, t_ms: int) -> None:
+    def _push_window(self, mg: int, t_ms: int) -> None:
         """Append to the window and drop what is older than ``window_ms``.
 
-        Slots outside the window always hold a copy of a value inside it, so
-        the builtin (C-speed on MicroPython) ``max``/``min`` over the whole
-        list give the window's extremes; the sum is kept incrementally.
+        Plain lists (append, ``pop(0)``: a short memmove in C) hold exactly the
+        samples in the window, so the builtin, C-speed ``max``/``min`` give its
+        extremes; the sum is kept incrementally for the mean.
         """
-        values = self._ring_v
-        times = self._ring_t
-        size = len(values)
-        if self._ring_len == 0:
+        values = self._win_v
+        times = self._win_t
+        if not values:
             self._run_start_ms = t_ms
-            for i in range(size):
-                values[i] = mg
-            self._ring_sum = 0
-        elif self._ring_len == size:  # faster than max_rate_hz: overwrite the oldest
-            self._ring_sum -= values[self._ring_head]
-            self._ring_len -= 1
-        head = self._ring_head
-        times[head] = t_ms
-        values[head] = mg
-        self._ring_sum += mg
-        self._ring_len += 1
-        self._ring_head = (head + 1) % size
+        values.append(mg)
+        times.append(t_ms)
+        self._win_sum += mg
         oldest_allowed = t_ms - self.window_ms
-        while self._ring_len > 1:
-            oldest = (self._ring_head - self._ring_len) % size
-            if times[oldest] >= oldest_allowed:
-                break
-            self._ring_sum -= values[oldest]
-            values[oldest] = mg
-            self._ring_len -= 1
+        while len(values) > self._win_cap or (len(values) > 1 and times[0] < oldest_allowed):
+            self._win_sum -= values.pop(0)
+            times.pop(0)
 
     def _window_stats(self) -> tuple[int, int]:
         """(max - min, rounded mean) of the values in the window."""
-        values = self._ring_v
-        return max(values) - min(values), _div_round(self._ring_sum, self._ring_len)
+        values = self._win_v
+        return max(values) - min(values), _div_round(self._win_sum, len(values))
 
 
 def _rate_step(mg_per_s: int, dt_ms: int) -> int:

@@ -108,5 +108,27 @@ def settle_cmd(hours: float, seed: int, trials: int, as_json: bool, out: Path) -
     click.echo(json.dumps(results))
 
 
+@bench.command("litert")
+@click.option("--images", default=512, show_default=True, help="GroZi-120 query crops to embed.")
+@click.option("--rounds", default=7, show_default=True, help="Interleaved latency rounds.")
+@click.option("--seconds", default=1.5, show_default=True, help="Length of each round.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/bench/litert.json"),
+    show_default=True,
+    help="Where to write the JSON results.",
+)
+@reports_errors
+def litert_cmd(images: int, rounds: int, seconds: float, out: Path) -> None:
+    """LiteRT INT8 vs ONNX Runtime INT8: embedding agreement and ms/image at 1 and 2 threads."""
+    from cartos.bench.litert import run
+
+    results = run(images, rounds, seconds, log=lambda m: click.echo(m, err=True))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    click.echo(json.dumps(results, indent=2))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)

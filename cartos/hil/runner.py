@@ -91,11 +91,15 @@ class _Board:
             from firmware_bridge.emulator.peripherals import LoadCellCalibration
 
             s = profile.scale
+            hil = profile.hil
             self.emulator = Emulator(
                 workdir / "cart-mcu",
                 calibration=LoadCellCalibration(s.zero_counts, s.span_counts, s.span_grams),
                 adc_rate_hz=s.sample_rate_hz,
+                seed=hil.emulator_seed if hil else 0,
             )
+            if hil is not None:
+                self.emulator.weight.noise_g = hil.emulator_noise_g
             self.port = str(self.emulator.link_path)
         else:
             self.port = profile.bridge.port

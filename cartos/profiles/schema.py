@@ -401,13 +401,21 @@ class ScaleConfig(ProfileSection):
 class HilConfig(ProfileSection):
     """Hardware-in-the-loop settings, read only when the bridge runs against the emulator."""
 
-    emulator_speed: float = Field(
-        default=1.0,
-        gt=0.0,
-        le=100.0,
+    emulator_seed: int = Field(
+        default=0,
+        ge=0,
         description=(
-            "Time scale of the microcontroller emulator: 1.0 is real time; larger runs scenarios "
-            "faster on the bench (timeouts scale with it)."
+            "Seed of the emulated load cell's noise and of the line-fault generator, so a failing "
+            "scenario replays the same way."
+        ),
+    )
+    emulator_noise_g: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=50.0,
+        description=(
+            "Standard deviation of the emulated load-cell noise in grams (an HX711 behind a cart "
+            "basket shows about 0.3 to 0.5 g)."
         ),
     )
 

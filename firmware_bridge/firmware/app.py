@@ -138,7 +138,7 @@ class App:
                 self.link.send("error", {"code": codec.ERROR_NOT_CONFIGURED, "detail": b"tare"})
             elif token not in self._done_tares:  # a resent tare is applied once
                 self._done_tares.append(token)
-                del self._done_tares[:-8]
+                self._done_tares = self._done_tares[-8:]
                 self._pending_tare = token
                 self.scale.tare()
         elif name == "set_stream":
