@@ -123,15 +123,24 @@ class App:
 
     def _command(self, name: str, v: dict[str, object], now_ms: int) -> None:
         if name == "config_scale":
-            cal = scale.Calibration(int(v["zero_counts"]), int(v["span_counts"]),  # type: ignore[call-overload]
-                                    int(v["span_mg"]))  # type: ignore[call-overload]
-            self.scale = scale.Scale(
-                cal,
-                capacity_mg=int(v["capacity_mg"]),  # type: ignore[call-overload]
-                tolerance_mg=int(v["tolerance_mg"]),  # type: ignore[call-overload]
-                window_ms=int(v["window_ms"]),  # type: ignore[call-overload]
-                min_delta_mg=int(v["min_delta_mg"]),  # type: ignore[call-overload]
-            )
+            try:
+                cal = scale.Calibration(
+                    int(v["zero_counts"]),  # type: ignore[call-overload]
+                    int(v["span_counts"]),  # type: ignore[call-overload]
+                    int(v["span_mg"]),  # type: ignore[call-overload]
+                )
+                self.scale = scale.Scale(
+                    cal,
+                    capacity_mg=int(v["capacity_mg"]),  # type: ignore[call-overload]
+                    tolerance_mg=int(v["tolerance_mg"]),  # type: ignore[call-overload]
+                    window_ms=int(v["window_ms"]),  # type: ignore[call-overload]
+                    min_delta_mg=int(v["min_delta_mg"]),  # type: ignore[call-overload]
+                )
+            except ValueError as exc:
+                # A bad calibration must not crash the loop (the watchdog would reboot the
+                # board and the host would resend the same config forever): refuse it.
+                self.link.send("error", {"code": codec.ERROR_BAD_PAYLOAD,
+                                         "detail": str(exc)[:40]})
         elif name == "tare":
             token = int(v["token"])  # type: ignore[call-overload]
             if self.scale is None:

