@@ -48,6 +48,14 @@ def model() -> None:
     show_default=True,
 )
 @click.option("--keep-fp32", is_flag=True, help="Also keep the FP32 parent next to the INT8 model.")
+@click.option(
+    "--format",
+    "model_format",
+    type=click.Choice(["onnx", "tflite"]),
+    default="onnx",
+    show_default=True,
+    help="onnx: ONNX Runtime QDQ model; tflite: LiteRT INT8 model for ARM carts (minmax only).",
+)
 @reports_errors
 def build_cmd(
     calibration: tuple[str, ...],
@@ -58,16 +66,19 @@ def build_cmd(
     out: Path | None,
     calibration_method: str,
     keep_fp32: bool,
+    model_format: str,
 ) -> None:
-    """Export EfficientNet-Lite to ONNX, quantise to INT8 (QDQ, per-channel), write its card."""
+    """Export EfficientNet-Lite to ONNX or LiteRT, quantise to INT8 per channel, write its card."""
     from cartos.modelbuild.build import build_model  # imports torch: build extra only
+    from cartos.modelbuild.tflite import build_tflite_model
 
     images = [i.path for i in expand_inputs(calibration, split)]
     random.Random(seed).shuffle(images)
     images = sorted(images[:limit])
     out_dir = out or shipped_model_path().parent
     name = SHIPPED_MODEL_NAME if variant == "lite0" else f"efficientnet_{variant}_int8"
-    result = build_model(
+    build = build_tflite_model if model_format == "tflite" else build_model
+    result = build(
         out_dir,
         images,
         variant=variant,

@@ -19,6 +19,8 @@ from cartos.inference.errors import ModelIntegrityError
 from cartos.inference.preprocess import InputSpec
 
 SHIPPED_MODEL_NAME = "efficientnet_lite0_int8"
+ONNX_SUFFIX = ".onnx"
+LITERT_SUFFIX = ".tflite"
 
 
 @dataclass
@@ -75,12 +77,19 @@ def sha256_file(path: Path) -> str:
 
 
 def card_path_for(model_path: Path) -> Path:
-    return model_path.with_suffix(".card.json")
+    """``m.onnx`` -> ``m.card.json``; other formats keep their suffix: ``m.tflite.card.json``.
+
+    The ONNX and LiteRT exports of one backbone share a stem, so only one of
+    them may own the bare ``<stem>.card.json``; ONNX had it first.
+    """
+    if model_path.suffix == ONNX_SUFFIX:
+        return model_path.with_suffix(".card.json")
+    return model_path.with_name(f"{model_path.name}.card.json")
 
 
-def shipped_model_path(name: str = SHIPPED_MODEL_NAME) -> Path:
-    """Location of a model shipped as package data."""
-    return Path(str(resources.files("cartos.inference") / "models" / f"{name}.onnx"))
+def shipped_model_path(name: str = SHIPPED_MODEL_NAME, suffix: str = ONNX_SUFFIX) -> Path:
+    """Location of a model shipped as package data (``suffix``: ``.onnx`` or ``.tflite``)."""
+    return Path(str(resources.files("cartos.inference") / "models" / f"{name}{suffix}"))
 
 
 def verify_model(model_path: Path, card: ModelCard | None = None) -> ModelCard:

@@ -70,6 +70,7 @@ def quantize_int8(
     method: str = "minmax",
     keep_float: Sequence[str] = KEEP_FLOAT,
     extra_options: dict[str, object] | None = None,
+    reduce_range: bool = False,
 ) -> dict[str, object]:
     """Quantise ``fp32_path`` into ``int8_path``; returns settings for the card.
 
@@ -105,6 +106,7 @@ def quantize_int8(
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
             nodes_to_exclude=excluded,
+            reduce_range=reduce_range,
             extra_options=dict(extra_options or {}),
         )
     return {
@@ -113,6 +115,7 @@ def quantize_int8(
         "per_channel": True,
         "activation_type": "uint8",
         "weight_type": "int8",
+        "reduce_range": reduce_range,
         "calibration_method": method,
         "calibration_images": len(calibration_images),
         "float_nodes": excluded,

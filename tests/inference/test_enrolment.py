@@ -125,26 +125,34 @@ def test_add_sku_is_fast_and_leaves_other_answers_unchanged(
     assert elapsed < 5.0  # generous: the benchmark measures the real figure
     after = _recognise(catalogue_copy, embedder, queries)
     # Answers are local: decision, SKU and confidence depend only on a query's two
-    # best SKUs, the family/brand hint only on its ten best; every other answer
-    # is bit-identical.
+    # best SKUs, the family/brand hint only on its ten best; every other answer is
+    # unchanged. "Unchanged" is up to float32 rounding: BLAS may block a score matrix
+    # with one more row differently and move the last bit of a dot product.
     untouched = 0
     for b, a in zip(before, after, strict=True):
         ranked = [c.sku for c in a.topk]
         if sku not in ranked[:2]:
-            assert (a.decision, a.sku, a.level, a.confidence, a.unknown_score) == (
-                b.decision,
-                b.sku,
-                b.level,
-                b.confidence,
-                b.unknown_score,
-            )
+            assert (a.decision, a.sku, a.level) == (b.decision, b.sku, b.level)
+            assert a.confidence == pytest.approx(b.confidence, abs=1e-6)
+            assert a.unknown_score == pytest.approx(b.unknown_score, abs=1e-6)
         if sku in ranked:
             continue
         untouched += 1
         a_dict, b_dict = a.to_dict(), b.to_dict()
         assert a_dict.pop("catalog_version") == b_dict.pop("catalog_version") + 1
-        assert a_dict == b_dict
+        assert _same(a_dict, b_dict), (a_dict, b_dict)
     assert untouched >= len(queries) // 4
+
+
+def _same(a: object, b: object, tol: float = 1e-6) -> bool:
+    """Structural equality with floats compared to ``tol`` (float32 rounding)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= tol
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], tol) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y, tol) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 def test_add_sku_rejects_bad_inputs(

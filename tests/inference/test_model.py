@@ -65,6 +65,7 @@ def test_rebuild_reproduces_the_shipped_model_quality(tmp_path: Path) -> None:
     """Export + INT8 quantisation from the build extra; FP32/INT8 agreement >= 0.99."""
     pytest.importorskip("torch")
     from cartos.cli.inputs import expand_inputs
+    from cartos.inference.cpu_features import exact_int8_dot_product, int8_kernels
     from cartos.modelbuild.build import build_model
 
     grozi = require_data("grozi120")
@@ -73,7 +74,12 @@ def test_rebuild_reproduces_the_shipped_model_quality(tmp_path: Path) -> None:
     result = build_model(tmp_path, sorted(images[:128]), keep_fp32=False)
     card = json.loads(card_path_for(result.int8_path).read_text())
     assert card["sha256"] == sha256_file(result.int8_path)
-    assert card["agreement"]["cosine_mean"] >= 0.99
+    # The quantised graph itself agrees with FP32 on every CPU ...
+    assert card["agreement"]["cosine_mean_exact"] >= 0.99
+    # ... and so do ONNX Runtime's fused INT8 kernels where the CPU has an 8-bit dot
+    # product; on AVX2-only x86 they lose about a point (see cpu_features).
+    floor = 0.99 if exact_int8_dot_product() else 0.98
+    assert card["agreement"]["cosine_mean"] >= floor, int8_kernels()
     assert card["embedding_size"] == 1280
     # The rebuilt model is a drop-in: same input/output contract as the shipped one.
     backend = create("onnxruntime", result.int8_path)
