@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -129,16 +130,41 @@ def build_model(
         for bs in (1, 8):
             f32 = throughput(s32, tensors[:bs])
             i8 = throughput(s8, tensors[:bs])
-            latency[f"batch{bs}"] = {
-                "fp32_images_per_s": round(f32, 1),
-                "int8_images_per_s": round(i8, 1),
-                "int8_speedup": round(i8 / f32, 2),
-                "int8_ms_per_batch": round(1000 * bs / i8, 2),
-            }
+            latency[f"batch{bs}"] = latency_entry(f32, i8, bs)
         fp32_path: Path | None = None
         if keep_fp32:
             fp32_path = out_dir / f"{name.removesuffix('_int8')}_fp32.onnx"
             shutil.copyfile(fp32_tmp, fp32_path)
+    card = write_card(
+        int8_path, name, variant, spec, backbone, quant, agree, latency,
+        source={"weights": Path(backbone.weights_file).name, "variant": variant},
+    )
+    return BuildResult(int8_path=int8_path, fp32_path=fp32_path, card=card)
+
+
+def latency_entry(fp32_per_s: float, int8_per_s: float, batch: int) -> dict[str, float]:
+    """One batch size's throughput comparison, as every model card records it."""
+    return {
+        "fp32_images_per_s": round(fp32_per_s, 1),
+        "int8_images_per_s": round(int8_per_s, 1),
+        "int8_speedup": round(int8_per_s / fp32_per_s, 2),
+        "int8_ms_per_batch": round(1000 * batch / int8_per_s, 2),
+    }
+
+
+def write_card(
+    int8_path: Path,
+    name: str,
+    variant: str,
+    spec: InputSpec,
+    backbone: Backbone,
+    quant: dict[str, object],
+    agree: dict[str, Any],
+    latency: dict[str, object],
+    source: dict[str, str],
+    **io_names: str,
+) -> ModelCard:
+    """Describe a built INT8 model next to it (``<model>.card.json`` convention)."""
     card = ModelCard(
         name=name,
         file=int8_path.name,
@@ -159,7 +185,8 @@ def build_model(
         quantisation=quant,
         agreement=agree,
         latency=latency,
-        source={"weights": Path(backbone.weights_file).name, "variant": variant},
+        source=source,
+        **io_names,  # type: ignore[arg-type]
     )
     card_path_for(int8_path).write_text(card.to_json(), encoding="utf-8")
-    return BuildResult(int8_path=int8_path, fp32_path=fp32_path, card=card)
+    return card

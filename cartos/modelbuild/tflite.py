@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from cartos.inference.backend import BackendOptions, InferenceBackend
-from cartos.inference.model_card import LITERT_SUFFIX, ModelCard, card_path_for, sha256_file
+from cartos.inference.model_card import LITERT_SUFFIX
 from cartos.inference.preprocess import InputSpec, decode_image, to_tensor
-from cartos.modelbuild.build import BuildResult, agreement
+from cartos.modelbuild.build import BuildResult, agreement, latency_entry, write_card
 from cartos.modelbuild.errors import ModelBuildError
 from cartos.modelbuild.export import Backbone, load_backbone
 from cartos.modelbuild.quantize import ImageCalibrationReader
@@ -226,46 +226,23 @@ def build_tflite_model(
         for bs in (1, 8):
             f32 = throughput(fp32_model, tensors[:bs], seconds)
             i8 = throughput(int8_model, tensors[:bs], seconds)
-            latency[f"batch{bs}"] = {
-                "fp32_images_per_s": round(f32, 1),
-                "int8_images_per_s": round(i8, 1),
-                "int8_speedup": round(i8 / f32, 2),
-                "int8_ms_per_batch": round(1000 * bs / i8, 2),
-            }
+            latency[f"batch{bs}"] = latency_entry(f32, i8, bs)
         fp32_model.close()
         int8_model.close()
         fp32_path: Path | None = None
         if keep_fp32:
             fp32_path = out_dir / f"{name.removesuffix('_int8')}_fp32{LITERT_SUFFIX}"
             shutil.copyfile(fp32_tmp, fp32_path)
-    card = ModelCard(
-        name=name,
-        file=int8_path.name,
-        sha256=sha256_file(int8_path),
-        file_size=int8_path.stat().st_size,
-        architecture=f"efficientnet-{variant} (ImageNet), pooled embedding",
-        precision="int8",
-        input_size=spec.size,
-        normalisation={
-            "mean": list(spec.mean),
-            "std": list(spec.std),
-            "scale": "1/255",
-            "colour": spec.colour,
-            "layout": spec.layout,
-            "resize": "stretch to square",
-        },
-        embedding_size=backbone.embedding_size,
-        input_name=input_name,
-        output_name=output_name,
-        quantisation=quant,
-        agreement={**agree, "reference": "torch fp32"},
-        latency=latency,
+    card = write_card(
+        int8_path, name, variant, spec, backbone, quant, {**agree, "reference": "torch fp32"},
+        latency,
         source={
             "weights": Path(backbone.weights_file).name,
             "variant": variant,
             "converter": f"litert-torch {_version('litert-torch')}",
             "torch": _version("torch"),
         },
+        input_name=input_name,
+        output_name=output_name,
     )
-    card_path_for(int8_path).write_text(card.to_json(), encoding="utf-8")
     return BuildResult(int8_path=int8_path, fp32_path=fp32_path, card=card)
