@@ -1,6 +1,8 @@
-"""Sensors: basket camera, load-cell scale and barcode scanner (host side).
+"""Sensors, host side: basket camera, and the scale and scanner behind the microcontroller.
 
-The scale and scanner are reached through the cart's microcontroller over the
-protocol in ``firmware_bridge/``; this package turns that link and the camera
-into timestamped events for fusion. Filled by the sensors milestone.
+``bridge/`` drives the cart's microcontroller over the protocol in
+``firmware_bridge/`` (settled weights, scans, scale states, clock sync),
+``camera/`` captures or replays frames and finds what changed, and
+``barcode/`` validates what the scanner read. Each turns hardware into
+timestamped, validated events on the host's monotonic clock, for fusion.
 """

@@ -208,9 +208,30 @@ class App:
                 return
             if len(self._pending_events) < 16:
                 self._pending_events.append((name, values))
+            elif name == "settled":
+                self._merge_settled(values)
             return
         if is_scan and self._feedback is not None:
             self._feedback(codec.FEEDBACK_GOOD)
+
+    def _merge_settled(self, values: dict[str, object]) -> None:
+        """Holding list full: fold a new settled weight into the newest one waiting.
+
+        The host then sees one change from the last weight it knows to the
+        latest one (deltas add up), instead of losing a change.
+        """
+        for i in range(len(self._pending_events) - 1, -1, -1):
+            name, old = self._pending_events[i]
+            if name == "settled":
+                merged = dict(values)
+                merged["delta_mg"] = int(old["delta_mg"]) + int(values["delta_mg"])  # type: ignore[call-overload]
+                self._pending_events[i] = (name, merged)
+                return
+        for i in range(len(self._pending_events)):
+            if self._pending_events[i][0] == "scale_state":  # a stale state is the cheapest loss
+                self._pending_events.pop(i)
+                self._pending_events.append(("settled", values))
+                return
 
     def _retry_pending(self, now_ms: int) -> None:
         while self._pending_events:

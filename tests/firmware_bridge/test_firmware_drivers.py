@@ -1345,3 +1345,31 @@ def test_bad_scale_config_is_refused_without_crashing_the_loop() -> None:
     errors = [v for name, v in messages if name == "error"]
     assert errors and errors[0]["code"] == codec.ERROR_BAD_PAYLOAD
     assert app.scale is None
+
+
+def test_settled_changes_survive_a_long_host_absence_as_a_correct_total() -> None:
+    """With the event queue and holding list full, weight changes merge; none is lost."""
+    from firmware_bridge import codec
+    from firmware_bridge.firmware.app import App
+
+    class Silent:
+        def read(self) -> None:
+            return None
+
+        def read_code(self) -> None:
+            return None
+
+    app = App("test", Silent(), Silent(), lambda: b"", lambda _b: None,
+              ticks_us=lambda: 0, ticks_diff=lambda a, b: a - b, boot_id=1)
+    weight = 0
+    for i in range(200):  # the host never acknowledges
+        delta = 100 + i
+        weight += delta
+        app._emit("settled", {"clock": i, "weight_mg": weight, "delta_mg": delta}, now_ms=i)
+    queued = [app.dictionary.decode_responses(bytes(e[1]))[0][1] for e in app.link.queue]
+    held = [v for name, v in app._pending_events if name == "settled"]
+    assert len(queued) == app.link.queue_capacity
+    total = sum(int(v["delta_mg"]) for v in queued + held)  # type: ignore[call-overload]
+    assert total == weight
+    assert int(held[-1]["weight_mg"]) == weight  # type: ignore[call-overload]
+    assert codec.EVENT_MESSAGES[0] == "settled"
