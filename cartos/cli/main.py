@@ -65,17 +65,28 @@ def cli(verbose: int) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from cartos.cli import bench_cmds, catalog_cmds, demo_cmd, model_cmds, recognize_cmds
+    from cartos.cli import (
+        basket_cmds,
+        bench_cmds,
+        catalog_cmds,
+        demo_cmd,
+        hil_cmds,
+        model_cmds,
+        profile_cmds,
+        recognize_cmds,
+        sensors_cmds,
+    )
 
-    catalog_cmds.register(cli)
-    model_cmds.register(cli)
-    recognize_cmds.register(cli)
-    bench_cmds.register(cli)
-    demo_cmd.register(cli)
-    from cartos.cli import profile_cmds
-
-    profile_cmds.register(cli)
-    from cartos.cli import hil_cmds
-
-    hil_cmds.register(cli)
+    for module in (
+        catalog_cmds,
+        model_cmds,
+        recognize_cmds,
+        bench_cmds,
+        demo_cmd,
+        profile_cmds,
+        hil_cmds,
+        sensors_cmds,
+        basket_cmds,
+    ):
+        module.register(cli)
     cli()

@@ -78,6 +78,29 @@ def scale_config(profile: DeviceProfile) -> ScaleConfig:
     )
 
 
+def emulator_for(profile: DeviceProfile, link_path: Path) -> Any:
+    """The emulated board of a ``sim``-style profile: its load cell reads as the profile says.
+
+    The emulator's physical calibration is the profile's scale calibration, so
+    the host's ``config_scale`` (from the same profile) turns counts back into
+    the grams the scenario put in.
+    """
+    from firmware_bridge.emulator.board import Emulator
+    from firmware_bridge.emulator.peripherals import LoadCellCalibration
+
+    s = profile.scale
+    hil = profile.hil
+    emulator = Emulator(
+        link_path,
+        calibration=LoadCellCalibration(s.zero_counts, s.span_counts, s.span_grams),
+        adc_rate_hz=s.sample_rate_hz,
+        seed=hil.emulator_seed if hil else 0,
+    )
+    if hil is not None:
+        emulator.weight.noise_g = hil.emulator_noise_g
+    return emulator
+
+
 class _Board:
     """What the harness can do to the board: the emulator, or an operator at a real one."""
 
@@ -86,20 +109,8 @@ class _Board:
         self.profile = profile
         self.prompt = prompt
         self.emulator: Any = None
-        if profile.bridge.port == "emulator":
-            from firmware_bridge.emulator.board import Emulator
-            from firmware_bridge.emulator.peripherals import LoadCellCalibration
-
-            s = profile.scale
-            hil = profile.hil
-            self.emulator = Emulator(
-                workdir / "cart-mcu",
-                calibration=LoadCellCalibration(s.zero_counts, s.span_counts, s.span_grams),
-                adc_rate_hz=s.sample_rate_hz,
-                seed=hil.emulator_seed if hil else 0,
-            )
-            if hil is not None:
-                self.emulator.weight.noise_g = hil.emulator_noise_g
+        if profile.bridge.is_emulated:
+            self.emulator = emulator_for(profile, workdir / "cart-mcu")
             self.port = str(self.emulator.link_path)
         else:
             self.port = profile.bridge.port
