@@ -130,5 +130,104 @@ def litert_cmd(images: int, rounds: int, seconds: float, out: Path) -> None:
     click.echo(json.dumps(results, indent=2))
 
 
+@bench.command("durability")
+@click.option("--kills", default=200, show_default=True, help="SIGKILL/restart cycles.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line on stdout.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@reports_errors
+def durability_cmd(kills: int, seed: int, as_json: bool, out: Path | None) -> None:
+    """Basket writer killed at random points: acknowledged commands lost/duplicated, integrity."""
+    from cartos.bench.durability import run
+
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    results = run(kills, seed=seed, log=log)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    click.echo(json.dumps(results))
+
+
+@bench.command("fusion")
+@click.option(
+    "--references",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Catalogue manifest of reference images.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Labelled non-reference images (recognition and fusion calibration).",
+)
+@click.option(
+    "--queries",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="One add event per row; a SKU outside the catalogue is an unknown item.",
+)
+@click.option("--grozi", is_flag=True, help="Write and use the GroZi-120 protocol's manifests.")
+@click.option("--scan-share", default=0.5, show_default=True, help="Share of rows scanned.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="No progress lines, only the JSON line.")
+@click.option(
+    "--policy-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the fitted fusion policy (JSON) here.",
+)
+@click.option(
+    "--embedding-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Keep image embeddings in this .npz between runs.",
+)
+@click.option(
+    "--unknown-share",
+    type=float,
+    default=None,
+    help="Expected share of items outside the catalogue; reweights the simulated unknowns "
+    "when fusion thresholds are fitted (default: as simulated, conservative).",
+)
+@reports_errors
+def fusion_cmd(
+    references: Path | None,
+    calibration: Path | None,
+    queries: Path | None,
+    grozi: bool,
+    scan_share: float,
+    seed: int,
+    as_json: bool,
+    policy_out: Path | None,
+    embedding_cache: Path | None,
+    unknown_share: float | None,
+) -> None:
+    """Vision x weight x barcode fusion vs recognition alone on the same add events."""
+    import tempfile
+
+    from cartos.bench.fusion import prepare_grozi, run
+
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        if grozi:
+            references, calibration, queries = prepare_grozi(Path(tmp), seed)
+        if references is None or calibration is None or queries is None:
+            raise click.UsageError("give --references, --calibration and --queries, or --grozi")
+        results = run(
+            references,
+            calibration,
+            queries,
+            scan_share,
+            seed,
+            log,
+            None,
+            policy_out,
+            embedding_cache,
+            unknown_share,
+        )
+    click.echo(json.dumps(results))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)

@@ -1,4 +1,4 @@
-"""``cartos catalog …``: import, add, discontinue, rebuild, list, show, history."""
+"""``cartos catalog …``: import, add, correct, discontinue, rebuild, list, show, history."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from cartos.catalog.errors import UnknownSkuError
 from cartos.catalog.records import SkuRecord
 from cartos.catalog.store import CatalogStore
 from cartos.cli.main import db_option, emit_json, reports_errors
-from cartos.inference import enrolment
+from cartos.inference import corrections, enrolment
 from cartos.inference.embedder import Embedder
 
 
@@ -90,6 +90,36 @@ def add_cmd(
     with CatalogStore(db) as store:
         report = enrolment.add_sku(store, embedder, record, list(images))
     _print_report(report)
+
+
+@catalog.command("correct")
+@db_option
+@click.option("--sku", required=True, help="The SKU the item really is.")
+@click.option("--id", "correction_id", required=True, help="Correction id; re-applying is a no-op.")
+@click.option(
+    "--memory-per-sku",
+    type=click.IntRange(min=1),
+    default=corrections.DEFAULT_MEMORY_PER_SKU,
+    show_default=True,
+    help="Exemplars kept per SKU; older corrections beyond it are thinned by herding.",
+)
+@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@reports_errors
+def correct_cmd(db: Path, sku: str, correction_id: str, memory_per_sku: int, image: Path) -> None:
+    """Teach this catalogue that IMAGE shows SKU (a confirmed answer from this cart)."""
+    embedder = Embedder()
+    with CatalogStore(db) as store:
+        result = corrections.apply_correction(
+            store, embedder, sku, image, correction_id, memory_per_sku=memory_per_sku
+        )
+    if not result.applied:
+        click.echo(f"catalogue v{result.catalog_version}: {correction_id} was already applied")
+        return
+    click.echo(
+        f"catalogue v{result.catalog_version}: {sku} corrected by {correction_id}, "
+        f"{result.corrections}/{result.slots} corrections kept next to "
+        f"{result.references} references, {len(result.evicted)} evicted"
+    )
 
 
 @catalog.command("discontinue")

@@ -1,9 +1,13 @@
-"""``cartos demo``: the whole recognition core on a generated catalogue, no data needed.
+"""``cartos demo``: a whole simulated shopping trip on the ``sim`` profile, no data needed.
 
-Generates packaged products, imports their reference shots into a real SQLite
-catalogue with the shipped INT8 model, calibrates on half of the labelled
-query shots, then recognises the other half plus products that are in no
-catalogue, and prints every decision next to the truth.
+By default it generates a catalogue of packaged products, imports and
+calibrates it with the shipped INT8 model, starts the emulated
+microcontroller on a pseudo-terminal and a replayed basket camera, and plays
+a trip (scanned and unscanned items, a removal, an item in no catalogue)
+through the real cart runtime, printing every decision, prompt and alert as
+it happens and the final basket. ``--recognition-only`` shows the
+recognition core alone: every query shot recognised and printed next to the
+truth.
 """
 
 from __future__ import annotations
@@ -34,9 +38,64 @@ from cartos.synth import SynthConfig, generate_catalogue, split_queries
 )
 @click.option("--skus", default=24, show_default=True, help="SKUs to generate.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Last line: the final basket as JSON (items and alerts).")
+@click.option("--recognition-only", is_flag=True,
+              help="Only the recognition core: recognise every query shot and print it.")
 @reports_errors
-def demo_cmd(out: Path | None, skus: int, seed: int) -> None:
-    """Generate a catalogue, import, calibrate, recognise, and print the answers."""
+def demo_cmd(out: Path | None, skus: int, seed: int, as_json: bool,
+             recognition_only: bool) -> None:
+    """A simulated shopping trip: catalogue, emulated board, camera replay, the real runtime."""
+    if recognition_only:
+        _recognition_demo(out, skus, seed)
+    else:
+        _trip_demo(out, min(skus, 16), seed, as_json)
+
+
+def _trip_demo(out: Path | None, skus: int, seed: int, as_json: bool) -> None:
+    import json
+
+    from cartos.runtime.decider import Decision
+    from cartos.runtime.simulation import simulated_trip
+
+    def said(decision: Decision) -> None:
+        d = decision.to_dict()
+        what = f"{d['quantity']} x {d['sku']}" if d["sku"] else "?"
+        line = f"  [{d['kind']:6s}] {d['decision']:8s} {what:18s} conf {d['confidence']:.3f}"
+        if d["alerts"]:
+            line += f"  ALERT {', '.join(d['alerts'])}"
+        if d["prompt"]:
+            line += "  -> asks the shopper"
+        click.echo(line, err=as_json)
+        click.echo(f"           {d['reason']}", err=as_json)
+
+    def answered(prompt: str, answer: str) -> None:
+        click.echo(f"           shopper answers: {answer}", err=as_json)
+
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    result = simulated_trip(skus=skus, seed=seed, log=log, on_decision=said,
+                            on_answer=answered, keep=out)
+    basket = result.basket
+    final = {
+        "items": [{"sku": i["sku"], "qty": i["qty"]} for i in basket["items"]],
+        "alerts": [{"kind": a["kind"], "message": a["evidence"].get("message", "")}
+                   for a in basket["alerts"]],
+        "review": basket["review"],
+        "mode": result.mode,
+    }
+    if as_json:
+        click.echo(json.dumps(final))
+        return
+    click.echo("")
+    click.echo(f"basket ({result.mode} mode):")
+    for item in final["items"]:
+        click.echo(f"  {item['qty']} x {item['sku']}")
+    for alert in final["alerts"]:
+        click.echo(f"  alert: {alert['kind']}: {alert['message']}")
+    click.echo(f"  review queue: {final['review']} item(s)")
+
+
+def _recognition_demo(out: Path | None, skus: int, seed: int) -> None:
     with tempfile.TemporaryDirectory(prefix="cartos-demo-") as tmp:
         root = out or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)

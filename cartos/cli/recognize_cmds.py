@@ -119,6 +119,9 @@ def calibrate_cmd(
         result = calibration_service.calibrate_from_manifest(
             store, embedder, manifest, targets, report_dir
         )
+        from cartos.fusion.calibration_service import fit_policy_from_manifest
+
+        policy = fit_policy_from_manifest(store, embedder, manifest)
     for p in result.problems:
         click.echo(f"row {p.line}: {p.image}: {p.message}", err=True)
     m = result.calibration.metrics
@@ -127,6 +130,10 @@ def calibrate_cmd(
         f"{m['simulated_unknown_rows']} simulated-unknown scores; ECE {m['ece_before']:.3f} -> "
         f"{m['ece_after']:.3f}; unknown FPR {m['unknown_fpr_known_flagged']:.3f} "
         f"FNR {m['unknown_fnr_unknown_missed']:.3f}; report in {result.report_dir}"
+    )
+    click.echo(
+        f"fusion policy (camera x scale x barcode): accept threshold "
+        f"{policy.accept_threshold:.3f}, fitted on the same manifest; stored in the catalogue"
     )
 
 

@@ -19,3 +19,15 @@ class BackendUnavailableError(InferenceError):
 
 class ModelIntegrityError(InferenceError):
     """A model file does not match its model card (checksum, size or shape)."""
+
+
+class CorrectionError(InferenceError):
+    """A shopper's or attendant's correction cannot be applied to the local catalogue."""
+
+
+class DiscontinuedSkuError(CorrectionError):
+    """A correction names a discontinued SKU: its exemplars would never be scored."""
+
+
+class CorrectionConflictError(CorrectionError):
+    """A correction id already applied is re-sent with a different SKU."""
