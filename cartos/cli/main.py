@@ -74,6 +74,7 @@ def main() -> None:
         model_cmds,
         profile_cmds,
         recognize_cmds,
+        run_cmd,
         sensors_cmds,
     )
 
@@ -87,6 +88,7 @@ def main() -> None:
         hil_cmds,
         sensors_cmds,
         basket_cmds,
+        run_cmd,
     ):
         module.register(cli)
     cli()

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cartos.basket.errors import InvalidCommandError
 from cartos.basket.events import (
@@ -50,6 +50,34 @@ from cartos.sensors.camera import FrameRing, FrameSource
 
 log = logging.getLogger(__name__)
 
+class BasketPort(Protocol):
+    """What the runtime needs of the basket: a :class:`BasketStore`, or the API's
+    :class:`~cartos.api.store_view.StoreView` (which owns the store on its own thread
+    so HTTP handlers and the loop can share it) through :class:`StoreViewBasket`."""
+
+    def apply(self, cmd: Any) -> Any: ...
+
+    def view(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class StoreViewBasket:
+    """Adapts the API's store view to :class:`BasketPort`."""
+
+    def __init__(self, store_view: Any) -> None:
+        self._sv = store_view
+
+    def apply(self, cmd: Any) -> Any:
+        return self._sv.apply(cmd)
+
+    def view(self) -> dict[str, Any]:
+        return dict(self._sv.basket())
+
+    def close(self) -> None:
+        self._sv.close()
+
+
 @dataclass
 class RuntimeStats:
     events: int = 0
@@ -72,6 +100,8 @@ class CartRuntime:
         port: str | None = None,
         camera: FrameSource | None = None,
         on_decision: Callable[[Decision], None] | None = None,
+        basket: BasketPort | None = None,
+        metrics: Any = None,
     ) -> None:
         self.profile = profile
         self.catalogue_db = catalogue_db
@@ -82,10 +112,11 @@ class CartRuntime:
         self.ring = FrameRing(max_frames=profile.camera.ring_frames)
         self.health = Health()
         self.stats = RuntimeStats()
-        self._answers: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._answers: queue.Queue[tuple[str, str, bool]] = queue.Queue()
+        self.metrics = metrics
         self._prompts: dict[str, Decision] = {}
         self._lock = threading.Lock()
-        self.basket = BasketStore(basket_db)
+        self.basket: BasketPort = basket if basket is not None else BasketStore(basket_db)
         self.assembler = ItemEventAssembler()
         self.decider = self._load_decider()
         self.bridge = self._bridge()
@@ -138,9 +169,13 @@ class CartRuntime:
 
     # -- the loop -----------------------------------------------------------------
 
-    def answer_prompt(self, prompt_id: str, answer: str) -> None:
-        """Called from the screen's thread; applied by the loop."""
-        self._answers.put((prompt_id, answer))
+    def answer_prompt(self, prompt_id: str, answer: str, recorded: bool = False) -> None:
+        """Called from the screen's thread; applied by the loop.
+
+        ``recorded``: the answer is already in the basket (the local API writes
+        it before telling the runtime), so only its consequences are applied.
+        """
+        self._answers.put((prompt_id, answer, recorded))
 
     def step(self, now: float | None = None) -> list[Decision]:
         """One pass: sensors, due events, answers. Returns the decisions taken."""
@@ -186,6 +221,8 @@ class CartRuntime:
         for kind in decision.alerts:
             self.stats.alerts[kind] = self.stats.alerts.get(kind, 0) + 1
         self.stats.last_decision = decision.to_dict()
+        if self.metrics is not None:
+            self._record(decision)
         log.info("event %s: %s", event.key, decision.to_dict())
         if self.on_decision is not None:
             self.on_decision(decision)
@@ -194,11 +231,15 @@ class CartRuntime:
     def _apply_answers(self) -> None:
         while True:
             try:
-                prompt_id, answer = self._answers.get_nowait()
+                prompt_id, answer, recorded = self._answers.get_nowait()
             except queue.Empty:
                 return
-            if not self._apply(PromptAnswered(f"{prompt_id}:answered", prompt_id, answer)):
+            if not recorded and not self._apply(
+                PromptAnswered(f"{prompt_id}:answered", prompt_id, answer)
+            ):
                 continue
+            if self.metrics is not None:
+                self.metrics.prompt_answered()
             self.stats.answers += 1
             decision = self._prompts.pop(prompt_id, None)
             qty = decision.quantity if decision is not None else 1
@@ -215,9 +256,11 @@ class CartRuntime:
                                       evidence_id=prompt_id, corrects=prompt_id))
                 if decision is not None and decision.embedding is not None:
                     self._learn(answer, decision.embedding, prompt_id)
+                if self.metrics is not None:
+                    self.metrics.correction(answer)
             elif answer == NONE_OF_THESE and decision is not None:
-                self._apply(ReviewQueued(f"{prompt_id}:review", "", "shopper: none of these",
-                                         (), weight))
+                self._apply(ReviewQueued(f"{prompt_id}:review", decision.crop_path,
+                                         "shopper: none of these", (), weight))
 
     def _learn(self, sku: str, embedding: Any, correction_id: str) -> None:
         """Add the answered crop to the SKU's exemplar memory; recognition uses it at once."""
@@ -240,6 +283,17 @@ class CartRuntime:
             self.basket.apply(AlertRaised(f"{cmd.key}:refused", "runtime_error",
                                           {"command": type(cmd).__name__, "error": str(exc)}))
             return False
+
+    def _record(self, decision: Decision) -> None:
+        m = self.metrics
+        m.decision(decision.decision, decision.sku)
+        if decision.decision == "unknown":
+            m.unknown_item()
+        if decision.prompt_id is not None:
+            m.prompt_opened()
+        m.observe_decision_latency(decision.latency_s)
+        if decision.backbone_s:
+            m.observe_backbone_latency(decision.backbone_s)
 
     @property
     def mode(self) -> str:

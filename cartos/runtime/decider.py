@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Command = ItemAdded | ItemRemoved | PromptOpened | AlertRaised | ReviewQueued | PromptAnswered
 NONE_OF_THESE = "none of these"
+NO_CROP = "no-crop"  # review items the camera did not see (camera down, item out of view)
 SCAN_IT = "I'll scan it"
 
 
@@ -64,6 +65,8 @@ class Decision:
     latency_s: float = 0.0
     backbone_s: float = 0.0
     prompt_id: str | None = None
+    crop_path: str = NO_CROP
+    vision_candidates: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -154,7 +157,7 @@ class EventDecider:
                 if event.settled is not None else None
             )
             answer = fuse(vision, weight, barcode, self.catalogue, self.policy)
-            decision = self._add(event, answer, crop)
+            decision = self._add(event, answer, crop, vision)
             decision.embedding = embedding
             decision.backbone_s = backbone_s
         for problem in problems:
@@ -163,9 +166,13 @@ class EventDecider:
         decision.latency_s = time.perf_counter() - start
         return decision
 
-    def _add(self, event: ItemEvent, answer: FusedAnswer, crop: np.ndarray | None) -> Decision:
+    def _add(self, event: ItemEvent, answer: FusedAnswer, crop: np.ndarray | None,
+             vision: VisionEvidence | None = None) -> Decision:
         d = Decision(event, event.kind, answer.decision, answer.sku, answer.quantity,
                      answer.confidence, alerts=answer.alert_kinds, reason=answer.reason, crop=crop)
+        if vision is not None:
+            ranked = sorted(vision.posterior.items(), key=lambda kv: -kv[1])
+            d.vision_candidates = [sku for sku, _ in ranked[:3]]
         weight = event.settled.delta_g if event.settled is not None else None
         evidence = {"event": event.key, "weight_g": weight,
                     "scans": [s.code for s in event.scans], "reason": answer.reason}
@@ -185,10 +192,16 @@ class EventDecider:
                 ("cancel",)))
             return d
         options = [s.sku for s in answer.suggestions[:3]] or ([answer.sku] if answer.sku else [])
+        # What the camera saw is always offered too: with a scanned label that the weight
+        # contradicts, the truth is usually the camera's answer, not the label's.
+        for sku in d.vision_candidates:
+            if sku not in options and len(options) < 4:
+                options.append(sku)
+        path = self._save_crop(event, crop)
+        d.crop_path = str(path) if path else NO_CROP
         if answer.decision == "unknown" or not options:
-            path = self._save_crop(event, crop)
             candidates = tuple((s.sku, round(s.probability, 4)) for s in answer.suggestions[:5])
-            d.commands.append(ReviewQueued(f"{event.key}:review", str(path) if path else "",
+            d.commands.append(ReviewQueued(f"{event.key}:review", d.crop_path,
                                            answer.reason or "unknown item", candidates, weight))
             d.prompt_id = f"{event.key}:scan"
             d.commands.append(PromptOpened(f"{event.key}:prompt", d.prompt_id,

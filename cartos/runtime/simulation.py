@@ -57,11 +57,17 @@ class Product:
 
 @dataclass(frozen=True)
 class Step:
-    """One shopper action: ``put`` (optionally scanned first) or ``take`` a product."""
+    """One shopper action: ``put`` (optionally scanned first) or ``take`` a product.
+
+    ``count`` identical items go in at once (multiples); ``scan_as`` scans
+    another product's barcode instead (a ticket switch).
+    """
 
     action: str
     product: Product
     scan: bool = False
+    count: int = 1
+    scan_as: Product | None = None
 
 
 @dataclass
@@ -165,6 +171,7 @@ def run_trip(
     profile: DeviceProfile | None = None,
     seed: int = 0,
     step_s: float = 3.5,
+    camera_on: bool = True,
     on_decision: Callable[[Decision], None] | None = None,
     on_answer: Callable[[str, str], None] | None = None,
 ) -> TripResult:
@@ -177,7 +184,8 @@ def run_trip(
         t0 = time.monotonic()
         with _camera(t0) as camera:
             runtime = CartRuntime(profile, store.db, workdir / "basket.db", workdir,
-                                  port=str(emulator.link_path), camera=camera,
+                                  port=str(emulator.link_path),
+                                  camera=camera if camera_on else None,
                                   on_decision=on_decision)
             try:
                 _play(runtime, emulator, camera, steps, t0, step_s, rng, result, on_answer)
@@ -206,6 +214,7 @@ def _play(runtime: CartRuntime, emulator: Any, camera: ScenarioReplay, steps: li
     end = 1.5 + len(steps) * step_s + 2.5
     t = 0.0
     pending = list(schedule)
+    next_slot = 0
     runtime.start()
     if not runtime.bridge.wait_ready(15):
         raise RuntimeError(f"emulated board never came up: {runtime.bridge.stats().last_error}")
@@ -215,18 +224,23 @@ def _play(runtime: CartRuntime, emulator: Any, camera: ScenarioReplay, steps: li
             _, step = pending.pop(0)
             p = step.product
             if step.action == "put":
-                if step.scan and p.barcode:
-                    emulator.scanner.scan(p.barcode)
-                slot = len(slots) + len(result.answers)
+                label = step.scan_as or (p if step.scan else None)
+                if label is not None and label.barcode:
+                    emulator.scanner.scan(label.barcode)
+                slot = next_slot
+                next_slot += 1
                 slots[p.sku] = slot
                 contents.append((slot, photos[p.sku]))
-                dev = float(np.clip(rng.normal(0, p.weight_tol_g / 2.5), -p.weight_tol_g,
-                                    p.weight_tol_g))
-                emulator.weight.place(emulator.now(), p.weight_g + dev)
+                grams = sum(
+                    p.weight_g + float(np.clip(rng.normal(0, p.weight_tol_g / 2.5),
+                                               -p.weight_tol_g, p.weight_tol_g))
+                    for _ in range(step.count)
+                )
+                emulator.weight.place(emulator.now(), grams)
                 if p.known:
-                    result.expected[p.sku] = result.expected.get(p.sku, 0) + 1
+                    result.expected[p.sku] = result.expected.get(p.sku, 0) + step.count
             else:
-                slot = slots.pop(p.sku)
+                slot = slots.pop(p.sku, None)  # None: it was never in view (brought along)
                 contents[:] = [(s, img) for s, img in contents if s != slot]
                 emulator.weight.place(emulator.now(), -p.weight_g)
                 result.expected[p.sku] = result.expected.get(p.sku, 0) - 1
@@ -270,12 +284,14 @@ def _shopper_answers(runtime: CartRuntime, decision: Decision, steps: list[Step]
 
 
 def _actual_product(decision: Decision, steps: list[Step]) -> Product | None:
-    """What the shopper really put in: the product whose weight is nearest the event's."""
+    """What the shopper really handled: the step whose total weight is nearest the event's."""
     settled = decision.event.settled
     if settled is None:
         return None
-    candidates = [s.product for s in steps if (s.action == "put") == (settled.delta_g > 0)]
-    return min(candidates, key=lambda p: abs(p.weight_g - abs(settled.delta_g)), default=None)
+    candidates = [s for s in steps if (s.action == "put") == (settled.delta_g > 0)]
+    best = min(candidates, key=lambda s: abs(s.product.weight_g * s.count - abs(settled.delta_g)),
+               default=None)
+    return best.product if best is not None else None
 
 
 def simulated_trip(skus: int = 16, seed: int = 0, log: Callable[[str], None] = print,

@@ -14,11 +14,10 @@ from cartos.runtime.simulation import SimulatedStore, Step, TripResult, default_
 
 
 @pytest.fixture(scope="module")
-def trip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TripResult, list[Step]]]:
-    root = tmp_path_factory.mktemp("trip")
-    store = SimulatedStore(root, skus=12, seed=0)
-    steps = default_trip(store, seed=0)
-    yield run_trip(store, steps, root, seed=0), steps
+def trip(sim_store: SimulatedStore,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TripResult, list[Step]]]:
+    steps = default_trip(sim_store, seed=0)
+    yield run_trip(sim_store, steps, tmp_path_factory.mktemp("trip"), seed=0), steps
 
 
 def test_final_basket_is_exactly_what_went_in(trip: tuple[TripResult, list[Step]]) -> None:
