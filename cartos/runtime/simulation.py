@@ -240,7 +240,7 @@ def _play(runtime: CartRuntime, emulator: Any, camera: ScenarioReplay, steps: li
                 if p.known:
                     result.expected[p.sku] = result.expected.get(p.sku, 0) + step.count
             else:
-                slot = slots.pop(p.sku, None)  # None: it was never in view (brought along)
+                slot = slots.pop(p.sku, -1)  # -1: it was never in view (brought along)
                 contents[:] = [(s, img) for s, img in contents if s != slot]
                 emulator.weight.place(emulator.now(), -p.weight_g)
                 result.expected[p.sku] = result.expected.get(p.sku, 0) - 1
