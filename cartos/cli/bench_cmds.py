@@ -229,5 +229,23 @@ def fusion_cmd(
     click.echo(json.dumps(results))
 
 
+@bench.command("runtime")
+@click.option("--rate", default=5.0, show_default=True, help="Item events per second.")
+@click.option("--seconds", default=600.0, show_default=True, help="How long to sustain it.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line on stdout.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@reports_errors
+def runtime_cmd(rate: float, seconds: float, as_json: bool, out: Path | None) -> None:
+    """Event -> decision latency (p50/p95/p99) and sustained load on the sim profile."""
+    from cartos.bench.runtime_latency import run
+
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    results = run(rate, seconds, log=log)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    click.echo(json.dumps(results))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)
