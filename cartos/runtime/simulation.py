@@ -77,6 +77,8 @@ class TripResult:
     basket: dict[str, Any] = field(default_factory=dict)
     expected: dict[str, int] = field(default_factory=dict)
     mode: str = ""
+    modes: list[tuple[float, str]] = field(default_factory=list)
+    """Every change of degraded mode: (seconds into the trip, mode)."""
 
 
 def basket_background() -> np.ndarray:
@@ -174,8 +176,13 @@ def run_trip(
     camera_on: bool = True,
     on_decision: Callable[[Decision], None] | None = None,
     on_answer: Callable[[str, str], None] | None = None,
+    faults: list[tuple[float, str, float]] | None = None,
 ) -> TripResult:
-    """Play ``steps`` through the real runtime; returns decisions, answers and the basket."""
+    """Play ``steps`` through the real runtime; returns decisions, answers and the basket.
+
+    ``faults`` are ``(seconds into the trip, kind, duration)`` with kind ``unplug``
+    (the microcontroller's cable) or ``adc_disconnect`` (the load cell's wire).
+    """
     profile = profile or load_profile("sim")
     rng = np.random.default_rng(seed)
     result = TripResult()
@@ -188,7 +195,8 @@ def run_trip(
                                   camera=camera if camera_on else None,
                                   on_decision=on_decision)
             try:
-                _play(runtime, emulator, camera, steps, t0, step_s, rng, result, on_answer)
+                _play(runtime, emulator, camera, steps, t0, step_s, rng, result, on_answer,
+                      sorted(faults or []))
             finally:
                 result.basket = runtime.basket.view()
                 result.mode = runtime.mode
@@ -200,7 +208,8 @@ def run_trip(
 
 def _play(runtime: CartRuntime, emulator: Any, camera: ScenarioReplay, steps: list[Step],
           t0: float, step_s: float, rng: np.random.Generator, result: TripResult,
-          on_answer: Callable[[str, str], None] | None) -> None:
+          on_answer: Callable[[str, str], None] | None,
+          faults: list[tuple[float, str, float]]) -> None:
     photos: dict[str, np.ndarray] = {}
     for product in {s.product for s in steps}:
         photo = cv2.imread(str(product.image))
@@ -247,15 +256,34 @@ def _play(runtime: CartRuntime, emulator: Any, camera: ScenarioReplay, steps: li
         while t <= now:
             camera.push(t, render(contents))
             t += 0.1
+        while faults and faults[0][0] <= now:
+            _, kind, duration = faults.pop(0)
+            _fault(emulator, kind, duration)
         for decision in runtime.step():
             result.decisions.append(decision.to_dict())
             _shopper_answers(runtime, decision, steps, result, on_answer)
+        mode = runtime.mode
+        if not result.modes or result.modes[-1][1] != mode:
+            result.modes.append((round(now, 2), mode))
         time.sleep(0.02)
     for _ in range(10):
         for decision in runtime.step():
             result.decisions.append(decision.to_dict())
         time.sleep(0.05)
     result.expected = {k: v for k, v in result.expected.items() if v > 0}
+
+
+def _fault(emulator: Any, kind: str, duration: float) -> None:
+    import threading
+
+    if kind == "unplug":
+        emulator.unplug()
+        threading.Timer(duration, emulator.replug).start()
+    elif kind == "adc_disconnect":
+        emulator.hx711.disconnected = True
+        threading.Timer(duration, setattr, (emulator.hx711, "disconnected", False)).start()
+    else:
+        raise ValueError(f"unknown fault {kind!r}")
 
 
 def _shopper_answers(runtime: CartRuntime, decision: Decision, steps: list[Step],

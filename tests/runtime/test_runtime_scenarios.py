@@ -63,3 +63,39 @@ def test_removal_of_something_never_added_raises_an_alert(sim_store: SimulatedSt
                                   Step("take", x)], tmp_path)
     assert result.basket["items"] == []
     assert "removed_never_added" in _alerts(result)
+
+
+def _modes(result) -> list[str]:  # type: ignore[no-untyped-def]
+    return [m for _, m in result.modes]
+
+
+def test_scale_and_link_faults_degrade_and_recover_without_restart(
+    sim_store: SimulatedStore, tmp_path: Path
+) -> None:
+    a, b = _known(sim_store, 1), _known(sim_store, 6)
+    result = run_trip(
+        sim_store, [Step("put", a, scan=True), Step("put", b, scan=True)], tmp_path,
+        step_s=4.5, faults=[(8.0, "adc_disconnect", 1.0), (9.5, "unplug", 1.0)],
+    )
+    modes = _modes(result)
+    assert "vision_barcode" in modes  # load cell wire cut: camera and barcode carry on
+    assert "camera_only" in modes  # microcontroller cable out
+    assert modes[-1] == "full"  # both came back by themselves
+    assert modes.index("vision_barcode") < modes.index("camera_only")
+    assert {i["sku"]: i["qty"] for i in result.basket["items"]} == {a.sku: 1, b.sku: 1}
+
+
+def test_model_that_will_not_load_leaves_barcode_only(sim_store: SimulatedStore,
+                                                      tmp_path: Path) -> None:
+    from cartos.profiles.loader import load_profile
+
+    sim = load_profile("sim")
+    broken = sim.model_copy(update={"inference": sim.inference.model_copy(
+        update={"model": tmp_path / "missing.onnx"})})
+    a, b = _known(sim_store, 2), _known(sim_store, 8)
+    result = run_trip(sim_store, [Step("put", a, scan=True), Step("put", b)], tmp_path,
+                      profile=broken)
+    assert _modes(result) == ["barcode_only"]  # announced from the start, whatever else is up
+    first, second = result.decisions
+    assert first["decision"] == "accept" and first["sku"] == a.sku  # the barcode still works
+    assert second["decision"] != "accept"  # no camera answer: never a guess
