@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 
 from firmware_bridge import codec
 
-STUCK_ROUNDS = 8  # go-back-N rounds without progress before the link resyncs
+# Timeouts in a row (no acknowledgement at all) before the link re-SYNs. A re-SYN
+# resends unacknowledged commands the MCU may already have executed, so it is kept
+# for a link that is really lost (~7 s at the RTO cap), not merely noisy.
+STUCK_ROUNDS = 30
 
 
 @dataclass
@@ -163,7 +166,7 @@ class HostTransport:
         if self._outstanding and now - self._outstanding[0].sent_at >= self.rto.rto:
             self.stats.timeouts += 1
             self.rto.back_off()
-            self._retransmit_all(now)
+            self._retransmit_all(now, timeout=True)
         if self._syn:
             # The SYN frame travels alone and must be acknowledged before any
             # data: a resent SYN arriving after data frames would renumber the
@@ -188,11 +191,12 @@ class HostTransport:
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(frame)
 
-    def _retransmit_all(self, now: float) -> None:
-        self._no_progress += 1
-        if self._no_progress > STUCK_ROUNDS:
-            self.resync()
-            return
+    def _retransmit_all(self, now: float, timeout: bool = False) -> None:
+        if timeout:
+            self._no_progress += 1
+            if self._no_progress > STUCK_ROUNDS:
+                self.resync()
+                return
         self._last_retransmit = now
         for entry in self._outstanding:
             entry.sent_at = now
