@@ -30,18 +30,16 @@ def monitor(profile: str, seconds: float, samples: bool) -> None:
     (an idle basket, so mostly link and clock traffic); otherwise the profile's
     serial port is opened, which is how a new cart is brought up on the bench.
     """
-    from cartos.hil.runner import scale_config
     from cartos.profiles.loader import load_profile
     from cartos.sensors.bridge.client import BridgeClient
     from cartos.sensors.bridge.events import Sample
+    from cartos.sensors.bridge.profile import emulator_for, scale_config
 
     prof = load_profile(profile)
     with tempfile.TemporaryDirectory(prefix="cartos-monitor-") as tmp:
         emulator = None
         port = prof.bridge.port
         if prof.bridge.is_emulated:
-            from cartos.hil.runner import emulator_for
-
             emulator = emulator_for(prof, Path(tmp) / "cart-mcu").start()
             port = str(emulator.link_path)
 

@@ -33,7 +33,7 @@ from cartos.fusion.policy import (
     FusionTargets,
     fit_fusion_calibration,
 )
-from cartos.inference.calibrate import _fold_index
+from cartos.inference.calibrate import fold_index
 from cartos.inference.embedder import Embedder
 from cartos.inference.index import CatalogueSnapshot
 from cartos.inference.recognizer import Recognition, Recognizer
@@ -126,7 +126,7 @@ def calibration_events(
         held = set(order[start : start + per_fold])
         if len(held) >= len(recognizer.index.skus) - 1:
             break
-        fold = Recognizer(_fold_index(snap, held), recognizer.calibration, top_k=recognizer.top_k)
+        fold = Recognizer(fold_index(snap, held), recognizer.calibration, top_k=recognizer.top_k)
         idx = [i for i in known_idx if data.rows[i].sku.sku in held]
         add(fold.recognize_vectors(data.vectors[idx]), [data.rows[i] for i in idx], False)
     return events

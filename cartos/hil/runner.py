@@ -23,8 +23,9 @@ from cartos.hil.errors import HilError
 from cartos.hil.scenario import Expectation, Scenario, Step
 from cartos.profiles.schema import DeviceProfile
 from cartos.sensors.barcode import InvalidBarcodeError, parse_barcode
-from cartos.sensors.bridge.client import BridgeClient, ScaleConfig
+from cartos.sensors.bridge.client import BridgeClient
 from cartos.sensors.bridge.events import BridgeEvent, LinkState, ScaleState, Scan, Settled, Tared
+from cartos.sensors.bridge.profile import emulator_for, scale_config
 from cartos.sensors.camera import Frame, FrameRing, ScenarioReplay, changed_region
 
 DEFAULT_TOLERANCE_G = 3.0
@@ -64,41 +65,6 @@ class ScenarioResult:
             "link": self.link,
             "elapsed_s": round(self.elapsed_s, 2),
         }
-
-
-def scale_config(profile: DeviceProfile) -> ScaleConfig:
-    s = profile.scale
-    return ScaleConfig(
-        zero_counts=s.zero_counts,
-        span_counts=s.span_counts,
-        span_grams=s.span_grams,
-        capacity_g=s.capacity_g,
-        tolerance_g=s.settle_tolerance_g,
-        window_ms=s.settle_window_ms,
-    )
-
-
-def emulator_for(profile: DeviceProfile, link_path: Path) -> Any:
-    """The emulated board of a ``sim``-style profile: its load cell reads as the profile says.
-
-    The emulator's physical calibration is the profile's scale calibration, so
-    the host's ``config_scale`` (from the same profile) turns counts back into
-    the grams the scenario put in.
-    """
-    from firmware_bridge.emulator.board import Emulator
-    from firmware_bridge.emulator.peripherals import LoadCellCalibration
-
-    s = profile.scale
-    hil = profile.hil
-    emulator = Emulator(
-        link_path,
-        calibration=LoadCellCalibration(s.zero_counts, s.span_counts, s.span_grams),
-        adc_rate_hz=s.sample_rate_hz,
-        seed=hil.emulator_seed if hil else 0,
-    )
-    if hil is not None:
-        emulator.weight.noise_g = hil.emulator_noise_g
-    return emulator
 
 
 class _Board:

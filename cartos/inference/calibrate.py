@@ -59,7 +59,7 @@ class CalibrationRows:
         return cls(**pooled)
 
 
-def _fold_index(snap: CatalogueSnapshot, held_out: set[str]) -> RecognitionIndex:
+def fold_index(snap: CatalogueSnapshot, held_out: set[str]) -> RecognitionIndex:
     keep_rec = [r for r in snap.records if r.sku not in held_out]
     mask = np.array([s not in held_out for s in snap.exemplar_skus], dtype=bool)
     vectors = snap.exemplar_vectors[mask]
@@ -145,7 +145,7 @@ def fit_calibration(
         held = set(order[(f * per_fold) % len(order) :][:per_fold])
         if len(held) >= len(full.skus):
             break
-        index = _fold_index(snap, held)
+        index = fold_index(snap, held)
         parts.append(_score_rows(index, vectors, truth, truth_family, truth_brand, temperature))
     rows = CalibrationRows.concat(parts)
     if not rows.unknown.any():

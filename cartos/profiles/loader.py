@@ -93,10 +93,10 @@ def load_profile_file(path: Path) -> DeviceProfile:
 
 def format_validation_error(label: str, exc: ValidationError) -> str:
     """One line per problem: ``<file>: <dotted.key.path>: <what is wrong>``."""
-    return "\n".join(f"{label}: {_describe(err)}" for err in exc.errors(include_url=False))
+    return "\n".join(f"{label}: {describe_error(err)}" for err in exc.errors(include_url=False))
 
 
-def _describe(err: ErrorDetails) -> str:
+def describe_error(err: ErrorDetails) -> str:
     where = ".".join(str(part) for part in err["loc"]) or "(top level)"
     if err["type"] == "value_error":
         message = str(err.get("ctx", {}).get("error", err["msg"]))

@@ -46,6 +46,7 @@ from cartos.runtime.item_events import ItemEventAssembler
 from cartos.runtime.modes import Health, mode_for
 from cartos.sensors.bridge.client import BridgeClient
 from cartos.sensors.bridge.events import LinkState, ScaleState, Scan, Settled
+from cartos.sensors.bridge.profile import scale_config
 from cartos.sensors.camera import FrameRing, FrameSource
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,6 @@ class CartRuntime:
         return EventDecider(recognizer, catalogue, policy, self.state_dir / "review")
 
     def _bridge(self) -> BridgeClient:
-        from cartos.hil.runner import scale_config
-
         b = self.profile.bridge
         return BridgeClient(self.port, baud=b.baud, scale=scale_config(self.profile),
                             clock_sync_interval_s=b.clock_sync_interval_s,

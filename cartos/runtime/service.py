@@ -23,6 +23,7 @@ from cartos.catalog.store import CatalogStore
 from cartos.profiles.schema import DeviceProfile
 from cartos.runtime.cart import CartRuntime, StoreViewBasket
 from cartos.runtime.errors import RuntimeStartError
+from cartos.sensors.bridge.profile import emulator_for
 from cartos.sensors.camera import FrameSource, ImageDirectoryReplay, OpenCVSource
 from cartos.service.config import load_service_config
 from cartos.service.lifecycle import Lifecycle
@@ -79,8 +80,6 @@ def run_service(
         lifecycle.mark("catalogue", f"catalogue v{version}, {len(skus)} SKUs")
         port = profile.bridge.port
         if profile.bridge.is_emulated:
-            from cartos.hil.runner import emulator_for
-
             emulator = emulator_for(profile, state / "cart-mcu").start()
             port = str(emulator.link_path)
         metrics = Metrics(known_skus=skus)

@@ -27,7 +27,6 @@ import numpy as np
 
 from cartos.catalog.store import CatalogStore
 from cartos.fusion.calibration_service import fit_policy_from_manifest
-from cartos.hil.runner import emulator_for
 from cartos.inference import enrolment
 from cartos.inference.calibration import CalibrationTargets
 from cartos.inference.calibration_service import calibrate_from_manifest
@@ -36,6 +35,7 @@ from cartos.profiles.loader import load_profile
 from cartos.profiles.schema import DeviceProfile
 from cartos.runtime.cart import CartRuntime
 from cartos.runtime.decider import NONE_OF_THESE, SCAN_IT, Decision
+from cartos.sensors.bridge.profile import emulator_for
 from cartos.sensors.camera import ScenarioReplay
 from cartos.synth import SynthConfig, generate_catalogue, split_queries
 

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from cartos.profiles.errors import ProfileError
-from cartos.profiles.loader import _describe, display_path, load_profile_file, locate_profile
+from cartos.profiles.loader import describe_error, display_path, load_profile_file, locate_profile
 from cartos.profiles.schema import FILE_STEM_CONTEXT, PROFILE_DIR_CONTEXT, DeviceProfile
 from cartos.service.errors import ConfigError, CredentialError
 
@@ -193,7 +193,7 @@ def _load_with_overlays(path: Path, overlays: tuple[Path, ...]) -> DeviceProfile
 
 def _describe_with_source(err: ErrorDetails, provenance: _Provenance, fallback: str) -> str:
     label = provenance.source_of(tuple(err["loc"]), fallback)
-    line = f"{label}: {_describe(err)}"
+    line = f"{label}: {describe_error(err)}"
     last = err["loc"][-1] if err["loc"] else ""
     if err["type"] == "extra_forbidden" and _SECRET_KEY.search(str(last)):
         line += (
