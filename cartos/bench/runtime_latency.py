@@ -102,12 +102,12 @@ def run(rate_hz: float = 5.0, seconds: float = 600.0, skus: int = 16, seed: int 
                 ring = FrameRing(max_frames=64)
                 before = render(contents)
                 after = render([*contents, (len(contents), photos[p.sku])])
-                for k in range(8):
+                for k in range(20):
                     frame_seq += 1
-                    ring.push(Frame(before, t_settle - 1.0 + 0.1 * k, frame_seq, "bench"))
-                for k in range(12):
-                    frame_seq += 1
-                    ring.push(Frame(after, t_settle - 0.2 + 0.1 * k, frame_seq, "bench"))
+                    frame = (Frame(before, t_settle - 1.0 + 0.1 * k, frame_seq, "bench") if k < 8
+                             else Frame(after, t_settle - 0.2 + 0.1 * (k - 8), frame_seq, "bench"))
+                    ring.push(frame)  # as CartRuntime.step ingests a camera frame
+                    runtime.decider.picker.observe(frame)
                 contents.append((len(contents), photos[p.sku]))
                 runtime.health.last_frame = now
                 eid += 1

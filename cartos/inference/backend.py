@@ -29,6 +29,9 @@ class BackendOptions:
 
     threads: int = 0  # 0 = let the runtime choose
     allow_fallback: bool = True
+    spin_wait: bool = False
+    """Idle intra-op threads busy-wait for work. Off by default: on a cart the cores are
+    shared with the camera, change detection and fusion, and a spinning pool takes them."""
 
 
 class InferenceBackend(ABC):

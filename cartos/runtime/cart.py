@@ -134,7 +134,8 @@ class CartRuntime:
             try:
                 inf = self.profile.inference
                 embedder = Embedder(model_file_for(inf), backend=inf.backend,
-                                    options=BackendOptions(threads=inf.threads))
+                                    options=BackendOptions(threads=inf.threads,
+                                                           spin_wait=inf.spin_wait))
                 recognizer = Recognizer.from_store(store, embedder)
                 self.health.model = True
             except Exception as exc:  # a model that will not load degrades, never stops, the cart
@@ -193,6 +194,7 @@ class CartRuntime:
         if self.camera is not None:
             while (frame := self.camera.read(0)) is not None:
                 self.ring.push(frame)
+                self.decider.picker.observe(frame)  # motion scored as frames come, not per event
                 self.health.last_frame = frame.t
         self.health.camera_expected = self.camera is not None
         decisions = []

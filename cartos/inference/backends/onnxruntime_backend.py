@@ -24,6 +24,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         if options.threads > 0:
             so.intra_op_num_threads = options.threads
             so.inter_op_num_threads = 1
+        so.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if options.spin_wait else "0"
+        )
         try:
             self._session = ort.InferenceSession(
                 str(model_path), sess_options=so, providers=["CPUExecutionProvider"]

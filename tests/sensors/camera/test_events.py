@@ -13,6 +13,7 @@ from cartos.sensors.camera import (
     as_bgr,
     pick_event_frames,
 )
+from cartos.sensors.camera import events as events_module
 from cartos.sensors.camera.events import DEFAULT_EVENT_FRAMES
 from tests.sensors.camera.scenes import Placement, basket_background, placement_sequence
 
@@ -120,5 +121,33 @@ def test_picker_asked_on_every_frame_answers_once_settled(placement: Placement) 
     assert answered_at <= answer.after.t + DEFAULT_EVENT_FRAMES.settle_s + 0.1
     one_shot = pick_event_frames(ring_of(placement), t_event)
     assert one_shot is not None and one_shot.region is not None
+    assert (answer.before.seq, answer.after.seq) == (one_shot.before.seq, one_shot.after.seq)
+    assert answer.region == one_shot.region
+
+
+def test_frames_observed_as_they_arrive_are_not_rescored_at_the_event(
+    placement: Placement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime scores motion per frame on arrival; the event then costs no rescoring."""
+    picker = EventFramePicker()
+    ring = FrameRing(max_frames=200)
+    scores = []
+    for seq, (t, image) in enumerate(placement.frames):
+        frame = Frame(image=as_bgr(image), t=t, seq=seq, source="live")
+        ring.push(frame)
+        scores.append(picker.observe(frame))
+    assert scores[0] is None and all(s is not None for s in scores[1:])
+    assert max(s for s in scores[1:] if s is not None) > DEFAULT_EVENT_FRAMES.still_score
+
+    t_event = placement.t_motion_start + 0.2
+    one_shot = pick_event_frames(ring_of(placement), t_event)
+
+    def no_rescoring(*_a: object, **_k: object) -> float:
+        raise AssertionError("motion rescored at the event")
+
+    monkeypatch.setattr(events_module, "motion_score", no_rescoring)
+    answer = picker.pick(ring, t_event)
+    assert answer is not None and answer.region is not None
+    assert one_shot is not None
     assert (answer.before.seq, answer.after.seq) == (one_shot.before.seq, one_shot.after.seq)
     assert answer.region == one_shot.region
