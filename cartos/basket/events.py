@@ -106,15 +106,25 @@ class PromptOpened:
     question: str
     options: tuple[str, ...]
     expires_at: float | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    """JSON-ready facts the answer needs (event kind, quantity, measured weight, crop,
+    the crop's embedding): kept with the prompt so that an answer given after a
+    restart bills and learns exactly what it would have before it."""
 
 
 @dataclass(frozen=True, slots=True)
 class PromptAnswered:
-    """An open prompt was answered with one of its options."""
+    """An open prompt was answered with one of its options, or by a scan.
+
+    ``scanned``: the code the shopper scanned instead of tapping; ``answer`` is
+    then the SKU it names (or ``barcode:<code>`` for a code in no catalogue)
+    and need not be one of the options: "none of these, it is this".
+    """
 
     key: str
     prompt_id: str
     answer: str
+    scanned: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,4 +195,6 @@ def command_fields(cmd: Command) -> dict[str, Any]:
     data = asdict(cmd)
     if isinstance(cmd, AlertRaised):
         data["evidence"] = dict(cmd.evidence)
+    if isinstance(cmd, PromptOpened):
+        data["context"] = dict(cmd.context)
     return data

@@ -137,13 +137,19 @@ def _open_session(
 
 
 def _body(cmd: Command, session_id: str, version: int, now: float) -> dict[str, Any]:
+    fields = command_fields(cmd)
+    if isinstance(cmd, PromptOpened):
+        # The context (the crop's embedding and path) stays on the cart: it is what the
+        # runtime needs to act on the answer, not news for the hub, and the events
+        # stream carries no image-derived data.
+        fields.pop("context", None)
     return {
         "type": command_type(cmd),
         "key": cmd.key,
         "session": session_id,
         "version": version,
         "at": now,
-        "command": command_fields(cmd),
+        "command": fields,
     }
 
 
@@ -278,7 +284,7 @@ class _Step:
             raise PromptStateError(f"prompt {cmd.prompt_id!r} already exists")
         self.conn.execute(
             "INSERT INTO prompts(id, session_id, question, options, status, opened_at, "
-            "expires_at) VALUES (?, ?, ?, ?, 'open', ?, ?)",
+            "expires_at, context) VALUES (?, ?, ?, ?, 'open', ?, ?, ?)",
             (
                 cmd.prompt_id,
                 self.session_id,
@@ -286,6 +292,7 @@ class _Step:
                 json.dumps(options),
                 self.now,
                 cmd.expires_at,
+                json.dumps(dict(cmd.context), sort_keys=True),
             ),
         )
         return self._changed()
@@ -303,7 +310,9 @@ class _Step:
         status, options = self._prompt(cmd.prompt_id)
         if status != "open":
             raise PromptStateError(f"prompt {cmd.prompt_id!r} is {status}, cannot answer it")
-        if cmd.answer not in options:
+        if cmd.scanned is not None:
+            _require_text("answer", cmd.answer)
+        elif cmd.answer not in options:
             raise PromptStateError(
                 f"answer {cmd.answer!r} is not an option of prompt {cmd.prompt_id!r}"
             )

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
-"""Layout version stored in ``meta``; bump it (and migrate) when the tables change."""
+SCHEMA_VERSION = 2
+"""Layout version stored in ``meta``; bump it (and migrate) when the tables change.
+
+2: ``prompts.context`` (what answering the prompt needs, kept across restarts)."""
 
 STREAMS: tuple[str, ...] = ("events", "corrections", "review", "telemetry")
 """Outbox streams, each with its own contiguous sequence numbers."""
@@ -73,7 +75,8 @@ DDL: tuple[str, ...] = (
         answer TEXT,
         opened_at REAL NOT NULL,
         expires_at REAL,
-        closed_at REAL
+        closed_at REAL,
+        context TEXT NOT NULL DEFAULT '{}'
     )
     """,
     """
@@ -147,8 +150,9 @@ def create(conn: sqlite3.Connection) -> None:
     try:
         for statement in DDL:
             conn.execute(statement)
+        _migrate(conn)
         conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
         )
         conn.executemany(
@@ -158,6 +162,17 @@ def create(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a basket written by an older cartos up to :data:`SCHEMA_VERSION` in place.
+
+    A cart is updated while a session may be open, so a migration only adds:
+    the open session, its items and its prompts carry on.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(prompts)").fetchall()}
+    if "context" not in columns:  # version 1
+        conn.execute("ALTER TABLE prompts ADD COLUMN context TEXT NOT NULL DEFAULT '{}'")
 
 
 def integrity_problems(conn: sqlite3.Connection) -> list[str]:

@@ -144,6 +144,21 @@ class BasketStore:
             return load_view(self._conn, session_id)
         return copy.deepcopy(self._view)
 
+    def has_command(self, key: str) -> bool:
+        """Whether a command with idempotency key ``key`` was ever consumed."""
+        row = self._conn.execute("SELECT 1 FROM commands WHERE key = ?", (key,)).fetchone()
+        return row is not None
+
+    def prompt_context(self, prompt_id: str) -> dict[str, Any] | None:
+        """The context a prompt was opened with (see :class:`PromptOpened`), or None."""
+        row = self._conn.execute(
+            "SELECT context FROM prompts WHERE id = ?", (prompt_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        context = json.loads(row[0])
+        return context if isinstance(context, dict) else None
+
     # -- commands ----------------------------------------------------------
 
     def apply(self, cmd: Command) -> AppliedResult:

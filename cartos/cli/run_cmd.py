@@ -21,14 +21,18 @@ from cartos.cli.main import reports_errors
 @click.option("--replay", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Replay this folder of frames as the basket camera.")
 @click.option("--seconds", type=float, default=None, help="Stop after this long (tests, demos).")
+@click.option("--port", default=None,
+              help="Serial device of the microcontroller, overriding the profile's (bring-up "
+                   "on another tty, or 'emulator').")
 @reports_errors
 def run_cmd(profile: str, catalogue: Path, state_dir: Path | None, api_port: int, no_api: bool,
-            replay: Path | None, seconds: float | None) -> None:
+            replay: Path | None, seconds: float | None, port: str | None) -> None:
     """Run the cart: sensors, recognition, fusion, durable basket, local API, watchdog."""
     from cartos.runtime.service import run_service
 
     raise SystemExit(run_service(profile, catalogue, state_dir, None if no_api else api_port,
-                                 replay, seconds, announce=lambda m: click.echo(m, err=True)))
+                                 replay, seconds, announce=lambda m: click.echo(m, err=True),
+                                 port=port))
 
 
 def register(root: click.Group) -> None:

@@ -18,6 +18,7 @@ from cartos.profiles.schema import (
     HilConfig,
     InferenceConfig,
     MemoryConfig,
+    PrivacyConfig,
     ScaleConfig,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "HilConfig",
     "InferenceConfig",
     "MemoryConfig",
+    "PrivacyConfig",
     "ProfileError",
     "ProfileNotFoundError",
     "ScaleConfig",

@@ -2,7 +2,8 @@
 
 Moving from the emulator to a real board must be a profile change and nothing else, so every
 knob that differs between targets lives here and nowhere else: the memory budget, the inference
-runtime and backbone, the camera, the microcontroller's serial port and the scale calibration.
+runtime and backbone, the camera, the microcontroller's serial port, the scale calibration and
+how long review crops are kept.
 
 Every model forbids unknown keys (a misspelt key would otherwise be silently ignored and its
 default used on a real cart) and is frozen (a profile is read once at start-up; code that wants a
@@ -429,6 +430,31 @@ class HilConfig(ProfileSection):
     )
 
 
+class PrivacyConfig(ProfileSection):
+    """What of the camera's view may be stored, and for how long (it sees shoppers too)."""
+
+    review_retention_hours: float = Field(
+        default=72.0,
+        ge=0.0,
+        le=720.0,
+        description=(
+            "Hours a review crop or evidence file is kept on the cart before it is deleted: long "
+            "enough for staff to review a weekend's unknown items, short enough that the disk "
+            "holds no history; 0 deletes them at the next sweep (once a minute); at most 30 days."
+        ),
+    )
+    max_crop_share: float = Field(
+        default=0.6,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "Largest share of the frame area a stored item crop may cover; a larger changed "
+            "region means the whole view changed (camera moved or covered), so nothing is "
+            "stored rather than most of the frame."
+        ),
+    )
+
+
 class DeviceProfile(ProfileSection):
     """One hardware target: everything that changes when cartos moves to another board."""
 
@@ -455,6 +481,13 @@ class DeviceProfile(ProfileSection):
     hil: HilConfig | None = Field(
         default=None,
         description="Hardware-in-the-loop settings; only meaningful with port = 'emulator'.",
+    )
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig,
+        description=(
+            "Review-crop retention and the largest crop that may be stored; the defaults apply "
+            "when the section is left out."
+        ),
     )
 
     @field_validator("name")

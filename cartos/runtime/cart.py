@@ -9,13 +9,14 @@ transaction outbox), so a restart after ``kill -9`` resumes the same session.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,10 +41,21 @@ from cartos.inference.embedder import Embedder
 from cartos.inference.recognizer import Recognizer
 from cartos.profiles.model_file import model_file_for
 from cartos.profiles.schema import DeviceProfile
-from cartos.runtime.decider import NONE_OF_THESE, Command, Decision, EventDecider
+from cartos.runtime.decider import (
+    NO_CROP,
+    NONE_OF_THESE,
+    Command,
+    DeciderSettings,
+    Decision,
+    EventDecider,
+    context_embedding,
+)
 from cartos.runtime.errors import RuntimeStartError
-from cartos.runtime.item_events import ItemEventAssembler
+from cartos.runtime.inbox import EventInbox
+from cartos.runtime.item_events import ItemEvent, ItemEventAssembler
+from cartos.runtime.memory import MemoryGuard
 from cartos.runtime.modes import Health, mode_for
+from cartos.runtime.privacy import RetentionSweeper, retention_seconds
 from cartos.sensors.bridge.client import BridgeClient
 from cartos.sensors.bridge.events import LinkState, ScaleState, Scan, Settled
 from cartos.sensors.bridge.profile import scale_config
@@ -60,6 +72,10 @@ class BasketPort(Protocol):
 
     def view(self) -> dict[str, Any]: ...
 
+    def prompt_context(self, prompt_id: str) -> dict[str, Any] | None: ...
+
+    def has_command(self, key: str) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -74,6 +90,14 @@ class StoreViewBasket:
 
     def view(self) -> dict[str, Any]:
         return dict(self._sv.basket())
+
+    def has_command(self, key: str) -> bool:
+        return bool(self._sv.run_on_store(lambda store: store.has_command(key)))
+
+    def prompt_context(self, prompt_id: str) -> dict[str, Any] | None:
+        context: dict[str, Any] | None = self._sv.run_on_store(
+            lambda store: store.prompt_context(prompt_id))
+        return context
 
     def close(self) -> None:
         self._sv.close()
@@ -115,11 +139,14 @@ class CartRuntime:
         self.stats = RuntimeStats()
         self._answers: queue.Queue[tuple[str, str, bool]] = queue.Queue()
         self.metrics = metrics
-        self._prompts: dict[str, Decision] = {}
         self._lock = threading.Lock()
         self.basket: BasketPort = basket if basket is not None else BasketStore(basket_db)
         self.assembler = ItemEventAssembler()
+        self.inbox = EventInbox(basket_db.with_name(basket_db.stem + "-inbox.db"))
+        self._replayed: set[str] = set()
+        self.memory = MemoryGuard(float(profile.memory.budget_mib), profile.memory.headroom)
         self.decider = self._load_decider()
+        self.sweeper = RetentionSweeper(self.state_dir / "review", retention_seconds(profile))
         self.bridge = self._bridge()
 
     # -- start-up -----------------------------------------------------------------
@@ -130,21 +157,49 @@ class CartRuntime:
         with CatalogStore(self.catalogue_db) as store:
             catalogue = CatalogueView.from_store(store)
             policy = load_policy(store)
-            recognizer: Recognizer | None = None
-            try:
-                inf = self.profile.inference
-                embedder = Embedder(model_file_for(inf), backend=inf.backend,
-                                    options=BackendOptions(threads=inf.threads,
-                                                           spin_wait=inf.spin_wait))
-                recognizer = Recognizer.from_store(store, embedder)
-                self.health.model = True
-            except Exception as exc:  # a model that will not load degrades, never stops, the cart
-                log.error("recognition unavailable, barcode-only mode: %s", exc)
-                self.health.model = False
-                self.health.detail["model"] = str(exc)
+            recognizer = self._load_recognizer(store)
         if not policy.calibrated:
             log.warning("fusion policy not calibrated: camera x scale answers will ask, not accept")
-        return EventDecider(recognizer, catalogue, policy, self.state_dir / "review")
+        return EventDecider(recognizer, catalogue, policy, self.state_dir / "review",
+                            DeciderSettings(max_crop_share=self.profile.privacy.max_crop_share))
+
+    def _load_recognizer(self, store: CatalogStore) -> Recognizer | None:
+        try:
+            inf = self.profile.inference
+            embedder = Embedder(model_file_for(inf), backend=inf.backend,
+                                options=BackendOptions(threads=inf.threads,
+                                                       spin_wait=inf.spin_wait))
+            recognizer = Recognizer.from_store(store, embedder)
+            self.health.model = True
+            self.health.detail.pop("model", None)
+            return recognizer
+        except Exception as exc:  # a model that will not load degrades, never stops, the cart
+            log.error("recognition unavailable, barcode-only mode: %s", exc)
+            self.health.model = False
+            self.health.detail["model"] = str(exc)
+            return None
+
+    def _watch_memory(self, now: float) -> None:
+        """Release the model when headroom is lost, load it again when there is room."""
+        if not self.memory.update(now):
+            return
+        self.health.headroom = self.memory.headroom
+        if self.memory.low and self.decider.recognizer is not None:
+            log.error("memory headroom %.0f%% below the required %.0f%%: releasing the model, "
+                      "barcode-only", 100 * (self.memory.headroom or 0), 100 * self.memory.required)
+            embedder = self.decider.recognizer.embedder
+            self.decider.recognizer = None
+            if embedder is not None:
+                embedder.close()
+            gc.collect()
+            self.health.model = False
+            self.health.detail["model"] = "released: memory headroom lost"
+        elif not self.memory.low and self.decider.recognizer is None \
+                and self.health.detail.get("model", "").startswith("released"):
+            log.warning("memory headroom back to %.0f%%: loading the model again",
+                        100 * (self.memory.headroom or 0))
+            with CatalogStore(self.catalogue_db) as store:
+                self.decider.recognizer = self._load_recognizer(store)
 
     def _bridge(self) -> BridgeClient:
         b = self.profile.bridge
@@ -156,15 +211,44 @@ class CartRuntime:
         view = self.basket.view()
         if view.get("status") != "open":
             self.basket.apply(SessionOpened(f"session:{uuid.uuid4()}", str(uuid.uuid4())))
+        self._replay_journal()
+        self.sweeper.tick()  # what expired while the cart was off
         self.bridge.start()
         if self.camera is not None:
             self.camera.start()
         return self
 
+    def _replay_journal(self) -> None:
+        """Put the sensor events a crash interrupted back in the assembler (see
+        :mod:`cartos.runtime.inbox`); they fall due at once, without camera frames."""
+        pending = self.inbox.undecided()
+        self.inbox.prune()
+        if not pending:
+            return
+        window = max(self.assembler.params.scan_after_s, self.assembler.params.camera_settle_s)
+        latest = max(j.event.t for j in pending)
+        # After a power cut the host clock restarted: shift so the events are due now.
+        shift = min(0.0, time.monotonic() - window - latest)
+        for j in pending:
+            event = replace(j.event, t=j.event.t + shift)
+            if isinstance(event, Settled):
+                self.assembler.add_settled(event, key=j.key)
+            else:
+                self.assembler.add_scan(event, key=j.key)
+            self._replayed.add(j.key)
+        log.warning("replaying %d sensor event(s) received before the restart", len(pending))
+
+    def _outcome_recorded(self, event: ItemEvent) -> bool:
+        """Whether the basket already holds what this event decided (item, removal or
+        question): then a replay must write nothing, or the item would be billed twice."""
+        return any(self.basket.has_command(f"{event.key}:{suffix}")
+                   for suffix in ("add", "remove", "prompt"))
+
     def stop(self) -> None:
         self.bridge.stop()
         if self.camera is not None:
             self.camera.stop()
+        self.inbox.close()
         self.basket.close()
 
     # -- the loop -----------------------------------------------------------------
@@ -180,16 +264,27 @@ class CartRuntime:
     def step(self, now: float | None = None) -> list[Decision]:
         """One pass: sensors, due events, answers. Returns the decisions taken."""
         now = time.monotonic() if now is None else now
+        decisions: list[Decision] = []
         for ev in self.bridge.poll():
             if isinstance(ev, Settled):
+                self.inbox.journal(self.assembler.settled_key(ev), ev, self.assembler.boot_id)
                 self.assembler.add_settled(ev)
             elif isinstance(ev, Scan):
-                self.assembler.add_scan(ev)
+                key = self.assembler.scan_key(ev)
+                self.inbox.journal(key, ev, self.assembler.boot_id)
+                # While the cart is asking what went in, the next scan is the answer (the
+                # screen asks for it); otherwise it is paired with a weight change.
+                answered = self._scan_answers_prompt(ItemEvent(key, None, [ev]))
+                if answered is not None:
+                    self.inbox.decided(key)
+                    decisions.append(self._record_decision(answered))
+                else:
+                    self.assembler.add_scan(ev)
             elif isinstance(ev, ScaleState):
                 self.health.scale = ev.state in ("ok", "unstable")
             elif isinstance(ev, LinkState):
                 self.health.link = ev.state == "ready"
-                if ev.state == "ready" and self.assembler.boot_id is None:
+                if ev.state == "ready":  # a rebooted board numbers its events afresh
                     self.assembler.boot_id = self.bridge.stats().boot_id
         if self.camera is not None:
             while (frame := self.camera.read(0)) is not None:
@@ -197,9 +292,16 @@ class CartRuntime:
                 self.decider.picker.observe(frame)  # motion scored as frames come, not per event
                 self.health.last_frame = frame.t
         self.health.camera_expected = self.camera is not None
-        decisions = []
+        self._watch_memory(now)
+        self.sweeper.tick(now)  # review crops past their retention; at most once a minute
+        self.health.headroom = self.memory.headroom
         for event in self.assembler.due(now):
-            decisions.append(self._decide(event))
+            if event.key in self._replayed and self._outcome_recorded(event):
+                log.info("replayed event %s was decided before the restart", event.key)
+            else:
+                decisions.append(self._decide(event))
+            self._replayed.discard(event.key)
+            self.inbox.decided(event.key, *(self.assembler.scan_key(s) for s in event.scans))
         self._apply_answers()
         return decisions
 
@@ -213,8 +315,10 @@ class CartRuntime:
         decision = self.decider.decide(event, ring, self._basket_lines())
         for cmd in decision.commands:
             self._apply(cmd)
+        return self._record_decision(decision)
+
+    def _record_decision(self, decision: Decision) -> Decision:
         if decision.prompt_id is not None:
-            self._prompts[decision.prompt_id] = decision
             self.stats.prompts += 1
         self.stats.events += 1
         self.stats.decisions[decision.decision] = self.stats.decisions.get(decision.decision,
@@ -222,9 +326,9 @@ class CartRuntime:
         for kind in decision.alerts:
             self.stats.alerts[kind] = self.stats.alerts.get(kind, 0) + 1
         self.stats.last_decision = decision.to_dict()
-        if self.metrics is not None:
-            self._record(decision)
-        log.info("event %s: %s", event.key, decision.to_dict())
+        if self.metrics is not None and decision.kind != "scan_answer":
+            self._record(decision)  # a scanned answer is a correction, not a recognition
+        log.info("event %s: %s", decision.event.key, decision.to_dict())
         if self.on_decision is not None:
             self.on_decision(decision)
         return decision
@@ -242,26 +346,75 @@ class CartRuntime:
             if self.metrics is not None:
                 self.metrics.prompt_answered()
             self.stats.answers += 1
-            decision = self._prompts.pop(prompt_id, None)
-            qty = decision.quantity if decision is not None else 1
-            weight = (decision.event.settled.delta_g
-                      if decision is not None and decision.event.settled is not None else None)
-            removal = decision is not None and decision.kind == "remove"
-            if answer in self.decider.catalogue and removal:
-                self._apply(ItemRemoved(f"{prompt_id}:item", answer, qty, evidence_id=prompt_id,
-                                        corrects=prompt_id))
-            elif answer in self.decider.catalogue:
-                # The shopper's answer is a correction: a labelled example of ``answer``.
-                unit = abs(weight) / qty if weight else None
-                self._apply(ItemAdded(f"{prompt_id}:item", answer, qty, unit_weight_g=unit,
-                                      evidence_id=prompt_id, corrects=prompt_id))
-                if decision is not None and decision.embedding is not None:
-                    self._learn(answer, decision.embedding, prompt_id)
-                if self.metrics is not None:
-                    self.metrics.correction(answer)
-            elif answer == NONE_OF_THESE and decision is not None:
-                self._apply(ReviewQueued(f"{prompt_id}:review", decision.crop_path,
-                                         "shopper: none of these", (), weight))
+            self._answered(prompt_id, answer)
+
+    def _scan_answers_prompt(self, event: ItemEvent) -> Decision | None:
+        """A scan with no weight change while the cart asks what went in answers that question.
+
+        The shopper told "please scan it" (or unsure between suggestions) scans
+        the item already lying in the basket: no weight changes, and the scan
+        names the item. The newest open question about an added item takes it;
+        a code in no catalogue closes the question too (the shopper did what
+        was asked) but bills nothing and leaves the item with the attendant.
+        """
+        open_prompts = sorted(self.basket.view()["pending_prompts"],
+                              key=lambda p: p["opened_at"], reverse=True)
+        for prompt in open_prompts:
+            context = self.basket.prompt_context(prompt["id"]) or {}
+            if context.get("kind") == "add":
+                break
+        else:
+            return None
+        code = event.scans[-1].code
+        barcode, problems = self.decider.parse_scans(event)
+        sku = self.decider.catalogue.sku_for_barcode(barcode.barcode) if barcode else None
+        answer = sku if sku is not None else f"barcode:{code}"
+        prompt_id = str(prompt["id"])
+        decision = Decision(event, "scan_answer", "accept" if sku else "unknown", sku,
+                            int(context.get("quantity") or 1), 1.0 if sku else 0.0,
+                            reason=f"scan answered prompt {prompt_id}")
+        if not self._apply(PromptAnswered(f"{event.key}:answers", prompt_id, answer,
+                                          scanned=code)):
+            return decision
+        self.stats.answers += 1
+        if self.metrics is not None:
+            self.metrics.prompt_answered()
+        self._answered(prompt_id, answer)
+        if sku is None:
+            detail = "; ".join(problems) or "the scanned code is in no catalogue"
+            self._apply(AlertRaised(f"{event.key}:unlisted", "unlisted_barcode",
+                                    {"event": event.key, "prompt": prompt_id, "scans": [code],
+                                     "message": detail}))
+            decision.alerts.append("unlisted_barcode")
+        return decision
+
+    def _answered(self, prompt_id: str, answer: str) -> None:
+        """The consequences of an answer, from the context stored with the prompt.
+
+        The context comes from the basket file, not from memory, so a prompt
+        opened before a restart is answered exactly as one opened since.
+        """
+        context = self.basket.prompt_context(prompt_id) or {}
+        qty = int(context.get("quantity") or 1)
+        weight = context.get("weight_g")
+        if answer in self.decider.catalogue and context.get("kind") == "remove":
+            self._apply(ItemRemoved(f"{prompt_id}:item", answer, qty, evidence_id=prompt_id,
+                                    corrects=prompt_id))
+        elif answer in self.decider.catalogue:
+            # The shopper's answer is a correction: a labelled example of ``answer``.
+            unit = abs(float(weight)) / qty if weight else None
+            self._apply(ItemAdded(f"{prompt_id}:item", answer, qty, unit_weight_g=unit,
+                                  evidence_id=prompt_id, corrects=prompt_id))
+            embedding = context_embedding(context)
+            if embedding is not None:
+                self._learn(answer, embedding, prompt_id)
+            if self.metrics is not None:
+                self.metrics.correction(answer)
+        elif answer == NONE_OF_THESE and context:
+            self._apply(ReviewQueued(f"{prompt_id}:review",
+                                     str(context.get("crop_path") or NO_CROP),
+                                     "shopper: none of these", (),
+                                     float(weight) if weight is not None else None))
 
     def _learn(self, sku: str, embedding: Any, correction_id: str) -> None:
         """Add the answered crop to the SKU's exemplar memory; recognition uses it at once."""

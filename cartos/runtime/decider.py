@@ -6,14 +6,17 @@ keeps every decision reproducible in tests and benchmarks, and the loop in
 :mod:`cartos.runtime.cart` thin.
 
 Privacy: only the crop of the region that changed is ever written to disk
-(for the review queue); whole frames stay in the RAM ring.
+(for the review queue), with its margin masked and never near a whole frame's
+size (:mod:`cartos.runtime.privacy`); whole frames stay in the RAM ring.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +38,11 @@ from cartos.fusion.fuse import fuse
 from cartos.fusion.policy import FusionPolicy
 from cartos.fusion.removal import BasketLine, RemovalAnswer, match_removal
 from cartos.inference.recognizer import Recognition, Recognizer
+from cartos.runtime.errors import PrivacyError
 from cartos.runtime.item_events import ItemEvent
+from cartos.runtime.privacy import DEFAULT_MAX_CROP_SHARE, review_crop
 from cartos.sensors.barcode import InvalidBarcodeError, parse_barcode
-from cartos.sensors.camera import EventFramePicker, FrameRing
+from cartos.sensors.camera import EventFramePicker, EventFrames, FrameRing
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +88,48 @@ class Decision:
         }
 
 
+def prompt_context(decision: Decision) -> dict[str, Any]:
+    """What answering the decision's prompt needs, as JSON for the basket's prompt row.
+
+    The embedding travels as base64 float16: 2.5 KB for 1280 values, and a unit
+    vector loses nothing recognition can tell apart at that precision.
+    """
+    settled = decision.event.settled
+    context: dict[str, Any] = {
+        "kind": decision.kind,
+        "quantity": decision.quantity,
+        "weight_g": round(settled.delta_g, 2) if settled is not None else None,
+        "crop_path": decision.crop_path,
+        "event": decision.event.key,
+    }
+    if decision.embedding is not None:
+        vector = np.asarray(decision.embedding, dtype="<f2")
+        context["embedding_f16"] = base64.b64encode(vector.tobytes()).decode("ascii")
+    return context
+
+
+def context_embedding(context: Mapping[str, Any]) -> np.ndarray | None:
+    """The embedding stored by :func:`prompt_context`, as float32, or None."""
+    text = context.get("embedding_f16")
+    if not isinstance(text, str):
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        log.warning("prompt context holds an unreadable embedding; not learning from it")
+        return None
+    if len(raw) % 2:
+        return None
+    return np.frombuffer(raw, dtype="<f2").astype(np.float32)
+
+
 @dataclass(frozen=True)
 class DeciderSettings:
     scale_sigma_g: float = 1.5
     frames_per_event: int = 3
     """After-frames recognised per add event (same region); they agree or lower confidence."""
+    max_crop_share: float = DEFAULT_MAX_CROP_SHARE
+    """Largest share of the frame a stored review crop may cover (profile ``privacy``)."""
 
 
 class EventDecider:
@@ -112,8 +154,12 @@ class EventDecider:
 
     def _vision(
         self, event: ItemEvent, ring: FrameRing | None
-    ) -> tuple[VisionEvidence | None, np.ndarray | None, np.ndarray | None, float]:
-        """Recognise the changed region in the frames after the event."""
+    ) -> tuple[VisionEvidence | None, EventFrames | None, np.ndarray | None, float]:
+        """Recognise the changed region in the frames after the event.
+
+        Returns the event frames themselves (not only the recognition crop): the review crop
+        is cut from them again, masked, by :meth:`_save_crop`.
+        """
         if self.recognizer is None or self.recognizer.embedder is None or ring is None:
             return None, None, None, 0.0
         frames = self.picker.pick(ring, event.t)
@@ -127,9 +173,35 @@ class EventDecider:
         backbone_s = time.perf_counter() - start
         recognitions: list[Recognition] = self.recognizer.recognize_vectors(vectors)
         vision = VisionEvidence.from_recognitions(recognitions, self.recognizer.temperature)
-        return vision, frames.crop, vectors[0], backbone_s
+        return vision, frames, vectors[0], backbone_s
 
-    def _barcode(self, event: ItemEvent) -> tuple[BarcodeEvidence | None, list[str]]:
+    def _removal_vision(
+        self, event: ItemEvent, ring: FrameRing | None
+    ) -> tuple[VisionEvidence | None, float]:
+        """Recognise what left: the changed region in the still frames *before* the event.
+
+        A removal's "after" frame shows the gap; the item is in the frames from
+        before the hand came in, at the same place. Weight alone cannot tell two
+        basket lines of similar weight apart; the camera usually can.
+        """
+        if self.recognizer is None or self.recognizer.embedder is None or ring is None:
+            return None, 0.0
+        frames = self.picker.pick(ring, event.t)
+        if frames is None or frames.region is None:
+            return None, 0.0
+        box = frames.region.padded(self.picker.params.crop_pad, frames.before.width,
+                                   frames.before.height)
+        earlier = ring.before(frames.before.t - 1e-6, self.settings.frames_per_event - 1)
+        crops = [box.crop(f.image) for f in (frames.before, *reversed(earlier))
+                 if f.image.shape == frames.before.image.shape]
+        start = time.perf_counter()
+        vectors = self.recognizer.embedder.embed_arrays(crops)
+        backbone_s = time.perf_counter() - start
+        recognitions = self.recognizer.recognize_vectors(vectors)
+        return VisionEvidence.from_recognitions(recognitions, self.recognizer.temperature), \
+            backbone_s
+
+    def parse_scans(self, event: ItemEvent) -> tuple[BarcodeEvidence | None, list[str]]:
         """The last valid scan of the event; invalid ones are reported, never used."""
         problems: list[str] = []
         chosen: BarcodeEvidence | None = None
@@ -145,11 +217,11 @@ class EventDecider:
     def decide(self, event: ItemEvent, ring: FrameRing | None,
                basket: list[BasketLine]) -> Decision:
         start = time.perf_counter()
-        barcode, problems = self._barcode(event)
+        barcode, problems = self.parse_scans(event)
         if event.kind == "remove":
             decision = self._remove(event, ring, basket)
         else:
-            vision, crop, embedding, backbone_s = (
+            vision, frames, embedding, backbone_s = (
                 self._vision(event, ring) if event.kind == "add" else (None, None, None, 0.0)
             )
             weight = (
@@ -157,17 +229,22 @@ class EventDecider:
                 if event.settled is not None else None
             )
             answer = fuse(vision, weight, barcode, self.catalogue, self.policy)
-            decision = self._add(event, answer, crop, vision)
+            decision = self._add(event, answer, frames, vision)
             decision.embedding = embedding
             decision.backbone_s = backbone_s
         for problem in problems:
             decision.commands.append(AlertRaised(f"{event.key}:badscan:{len(decision.commands)}",
                                                  "invalid_scan", {"detail": problem}))
+        if decision.prompt_id is not None:
+            context = prompt_context(decision)
+            decision.commands = [replace(c, context=context) if isinstance(c, PromptOpened)
+                                 else c for c in decision.commands]
         decision.latency_s = time.perf_counter() - start
         return decision
 
-    def _add(self, event: ItemEvent, answer: FusedAnswer, crop: np.ndarray | None,
+    def _add(self, event: ItemEvent, answer: FusedAnswer, frames: EventFrames | None,
              vision: VisionEvidence | None = None) -> Decision:
+        crop = frames.crop if frames is not None else None
         d = Decision(event, event.kind, answer.decision, answer.sku, answer.quantity,
                      answer.confidence, alerts=answer.alert_kinds, reason=answer.reason, crop=crop)
         if vision is not None:
@@ -197,7 +274,7 @@ class EventDecider:
         for sku in d.vision_candidates:
             if sku not in options and len(options) < 4:
                 options.append(sku)
-        path = self._save_crop(event, crop)
+        path = self._save_crop(event, frames)
         d.crop_path = str(path) if path else NO_CROP
         if answer.decision == "unknown" or not options:
             candidates = tuple((s.sku, round(s.probability, 4)) for s in answer.suggestions[:5])
@@ -219,9 +296,15 @@ class EventDecider:
                 basket: list[BasketLine]) -> Decision:
         assert event.settled is not None
         weight = WeightEvidence(event.settled.delta_g, self.settings.scale_sigma_g)
-        answer: RemovalAnswer = match_removal(weight, basket, self.catalogue, self.policy)
+        vision, backbone_s = self._removal_vision(event, ring)
+        answer: RemovalAnswer = match_removal(weight, basket, self.catalogue, self.policy,
+                                              vision=vision)
         d = Decision(event, "remove", answer.decision, answer.sku, answer.quantity,
-                     answer.confidence, alerts=answer.alert_kinds, reason=answer.reason)
+                     answer.confidence, alerts=answer.alert_kinds, reason=answer.reason,
+                     backbone_s=backbone_s)
+        if vision is not None:
+            ranked = sorted(vision.posterior.items(), key=lambda kv: -kv[1])
+            d.vision_candidates = [sku for sku, _ in ranked[:3]]
         for i, alert in enumerate(answer.alerts):
             d.commands.append(AlertRaised(f"{event.key}:alert:{i}", alert.kind,
                                           {"event": event.key, "weight_g": event.settled.delta_g,
@@ -241,9 +324,21 @@ class EventDecider:
         name = getattr(item, "name", None) if item is not None else None
         return str(name or sku)
 
-    def _save_crop(self, event: ItemEvent, crop: np.ndarray | None) -> Path | None:
-        """Write the item crop (never a whole frame) for the review queue."""
-        if crop is None:
+    def _save_crop(self, event: ItemEvent, frames: EventFrames | None) -> Path | None:
+        """Write the item crop (never a whole frame) for the review queue.
+
+        The stored image is the recognition crop's box with everything outside the changed
+        region masked (:func:`cartos.runtime.privacy.review_crop`); one that would cover the
+        whole frame or more than ``max_crop_share`` of it is refused and not written, and the
+        review item records :data:`NO_CROP` instead.
+        """
+        if frames is None or frames.region is None:
+            return None
+        try:
+            crop = review_crop(frames.after.image, frames.region, self.picker.params.crop_pad,
+                               self.settings.max_crop_share)
+        except PrivacyError as exc:
+            log.warning("review crop of %s not stored: %s", event.key, exc)
             return None
         self.review_dir.mkdir(parents=True, exist_ok=True)
         path = self.review_dir / f"{event.key.replace(':', '_')}.jpg"

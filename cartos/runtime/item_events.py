@@ -59,12 +59,23 @@ class ItemEventAssembler:
         self.boot_id = boot_id
         self._open: list[ItemEvent] = []
         self._loose_scans: list[Scan] = []
+        self._restored_keys: dict[Scan, str] = {}
 
     def _key(self, kind: str, eid: int) -> str:
         return f"{kind}:{self.boot_id or 0}:{eid}"
 
-    def add_settled(self, settled: Settled) -> None:
-        event = ItemEvent(self._key("w", settled.eid), settled)
+    def settled_key(self, settled: Settled) -> str:
+        """The item event key a weight change gets: ``w:<board boot>:<eid>``, stable across
+        host restarts, so the basket commands of a replayed event keep their keys."""
+        return self._key("w", settled.eid)
+
+    def scan_key(self, scan: Scan) -> str:
+        """The key of a scan (and of its event when it stays alone)."""
+        return self._restored_keys.get(scan) or self._key("s", scan.eid)
+
+    def add_settled(self, settled: Settled, key: str | None = None) -> None:
+        """Open an item event; ``key`` overrides the key (a replayed event keeps its own)."""
+        event = ItemEvent(key or self.settled_key(settled), settled)
         p = self.params
         keep: list[Scan] = []
         for scan in self._loose_scans:
@@ -75,7 +86,10 @@ class ItemEventAssembler:
         self._loose_scans = keep
         self._open.append(event)
 
-    def add_scan(self, scan: Scan) -> None:
+    def add_scan(self, scan: Scan, key: str | None = None) -> None:
+        """Pair a scan with a weight change; ``key`` as for :meth:`add_settled`."""
+        if key is not None:
+            self._restored_keys[scan] = key
         p = self.params
         # The most recent weight change whose window covers the scan takes it.
         for event in reversed(self._open):
@@ -95,7 +109,9 @@ class ItemEventAssembler:
         self._open = [e for e in self._open if e not in ready]
         orphans = [s for s in self._loose_scans if now >= s.t + p.orphan_scan_s]
         self._loose_scans = [s for s in self._loose_scans if s not in orphans]
-        ready.extend(ItemEvent(self._key("s", s.eid), None, [s]) for s in orphans)
+        ready.extend(ItemEvent(self.scan_key(s), None, [s]) for s in orphans)
+        for s in orphans:
+            self._restored_keys.pop(s, None)
         return sorted(ready, key=lambda e: e.t)
 
     @property

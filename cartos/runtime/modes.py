@@ -30,6 +30,8 @@ class Health:
     model: bool = True
     camera_expected: bool = True
     last_frame: float | None = None
+    headroom: float | None = None
+    """Free share of the profile's memory budget (see :mod:`cartos.runtime.memory`)."""
     detail: dict[str, str] = field(default_factory=dict)
 
     def camera_ok(self, now: float) -> bool:
@@ -48,6 +50,7 @@ class Health:
                 "camera": self.camera_ok(now),
                 "model": self.model,
             },
+            "headroom": None if self.headroom is None else round(self.headroom, 4),
             "detail": dict(self.detail),
         }
 

@@ -20,7 +20,7 @@ from cartos.api.server import ApiServer
 from cartos.api.store_view import StoreView
 from cartos.basket.store import BasketStore
 from cartos.catalog.store import CatalogStore
-from cartos.profiles.schema import DeviceProfile
+from cartos.profiles.schema import EMULATOR_PORT, DeviceProfile
 from cartos.runtime.cart import CartRuntime, StoreViewBasket
 from cartos.runtime.errors import RuntimeStartError
 from cartos.sensors.bridge.profile import emulator_for
@@ -61,8 +61,12 @@ def run_service(
     replay: Path | None = None,
     seconds: float | None = None,
     announce: Any = print,
+    port: str | None = None,
 ) -> int:
-    """Run the cart until SIGTERM (or ``seconds``); returns the exit status."""
+    """Run the cart until SIGTERM (or ``seconds``); returns the exit status.
+
+    ``port`` overrides the profile's serial device (bench bring-up on another tty).
+    """
     config = load_service_config(profile_name)
     profile = config.profile
     state = state_dir or Path(os.environ.get("STATE_DIRECTORY", "/var/lib/cartos"))
@@ -78,8 +82,8 @@ def run_service(
             skus = [r.sku for r in store.list_skus(status="active")]
             version = store.version
         lifecycle.mark("catalogue", f"catalogue v{version}, {len(skus)} SKUs")
-        port = profile.bridge.port
-        if profile.bridge.is_emulated:
+        port = port or profile.bridge.port
+        if port == EMULATOR_PORT:
             emulator = emulator_for(profile, state / "cart-mcu").start()
             port = str(emulator.link_path)
         metrics = Metrics(known_skus=skus)

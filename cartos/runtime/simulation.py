@@ -68,6 +68,12 @@ class Step:
     scan: bool = False
     count: int = 1
     scan_as: Product | None = None
+    grams: float | None = None
+    """What the scale measures for this step, when not the catalogue weight (produce)."""
+
+    @property
+    def expected_g(self) -> float:
+        return self.grams if self.grams is not None else self.product.weight_g * self.count
 
 
 @dataclass
@@ -118,11 +124,12 @@ class SimulatedStore:
     """A generated, imported and calibrated catalogue ready for a cart."""
 
     def __init__(self, root: Path, skus: int = 16, seed: int = 0,
-                 log: Callable[[str], None] = lambda _m: None) -> None:
+                 log: Callable[[str], None] = lambda _m: None, produce: int = 0) -> None:
         self.root = root
         synth = generate_catalogue(
             root / "catalogue",
-            SynthConfig(n_skus=skus, refs_per_sku=6, queries_per_sku=6, n_new=3, seed=seed),
+            SynthConfig(n_skus=skus, refs_per_sku=6, queries_per_sku=6, n_new=3, seed=seed,
+                        n_produce=produce),
         )
         calibration, test = split_queries(synth)
         self.db = root / "catalogue.db"
@@ -137,7 +144,11 @@ class SimulatedStore:
             policy = fit_policy_from_manifest(store, embedder, calibration, seed=seed)
             log(f"calibrated recognition and fusion (accept threshold "
                 f"{policy.accept_threshold:.3f})")
-        self.known = _products(test, known=True)
+        loose = {d.sku_id for d in synth.produce}
+        listed = _products(test, known=True)
+        self.known = {sku: p for sku, p in listed.items() if sku not in loose}
+        self.produce = {sku: p for sku, p in listed.items() if sku in loose}
+        """Loose produce: sold by weight, no barcode, no nominal weight."""
         self.unknown = _products(synth.new_products, known=False)
 
 
@@ -240,7 +251,7 @@ def _play(runtime: CartRuntime, emulator: Any, camera: ScenarioReplay, steps: li
                 next_slot += 1
                 slots[p.sku] = slot
                 contents.append((slot, photos[p.sku]))
-                grams = sum(
+                grams = step.grams if step.grams is not None else sum(
                     p.weight_g + float(np.clip(rng.normal(0, p.weight_tol_g / 2.5),
                                                -p.weight_tol_g, p.weight_tol_g))
                     for _ in range(step.count)
@@ -251,8 +262,8 @@ def _play(runtime: CartRuntime, emulator: Any, camera: ScenarioReplay, steps: li
             else:
                 slot = slots.pop(p.sku, -1)  # -1: it was never in view (brought along)
                 contents[:] = [(s, img) for s, img in contents if s != slot]
-                emulator.weight.place(emulator.now(), -p.weight_g)
-                result.expected[p.sku] = result.expected.get(p.sku, 0) - 1
+                emulator.weight.place(emulator.now(), -step.expected_g)
+                result.expected[p.sku] = result.expected.get(p.sku, 0) - step.count
         while t <= now:
             camera.push(t, render(contents))
             t += 0.1
@@ -261,7 +272,7 @@ def _play(runtime: CartRuntime, emulator: Any, camera: ScenarioReplay, steps: li
             _fault(emulator, kind, duration)
         for decision in runtime.step():
             result.decisions.append(decision.to_dict())
-            _shopper_answers(runtime, decision, steps, result, on_answer)
+            _shopper_answers(runtime, decision, steps, result, on_answer, emulator.scanner)
         mode = runtime.mode
         if not result.modes or result.modes[-1][1] != mode:
             result.modes.append((round(now, 2), mode))
@@ -287,8 +298,13 @@ def _fault(emulator: Any, kind: str, duration: float) -> None:
 
 
 def _shopper_answers(runtime: CartRuntime, decision: Decision, steps: list[Step],
-                     result: TripResult, on_answer: Callable[[str, str], None] | None) -> None:
-    """The scripted shopper answers every prompt truthfully."""
+                     result: TripResult, on_answer: Callable[[str, str], None] | None,
+                     scanner: Any = None) -> None:
+    """The scripted shopper answers every prompt truthfully.
+
+    Asked to scan an item, they scan it where it lies (the scan is the answer);
+    an item without a barcode gets the "I'll scan it" tap and waits for staff.
+    """
     if decision.prompt_id is None:
         return
     prompt = next((p for p in runtime.basket.view()["pending_prompts"]
@@ -301,6 +317,12 @@ def _shopper_answers(runtime: CartRuntime, decision: Decision, steps: list[Step]
         answer = actual.sku
     elif NONE_OF_THESE in options:
         answer = NONE_OF_THESE
+    elif SCAN_IT in options and actual is not None and actual.barcode and scanner is not None:
+        scanner.scan(actual.barcode)
+        result.answers.append((decision.prompt_id, f"scan {actual.barcode}"))
+        if on_answer is not None:
+            on_answer(decision.prompt_id, f"scan {actual.barcode}")
+        return
     elif SCAN_IT in options:
         answer = SCAN_IT
     else:
@@ -317,9 +339,13 @@ def _actual_product(decision: Decision, steps: list[Step]) -> Product | None:
     if settled is None:
         return None
     candidates = [s for s in steps if (s.action == "put") == (settled.delta_g > 0)]
-    best = min(candidates, key=lambda s: abs(s.product.weight_g * s.count - abs(settled.delta_g)),
-               default=None)
-    return best.product if best is not None else None
+    best = min(candidates, key=lambda s: abs(s.expected_g - abs(settled.delta_g)), default=None)
+    if best is None:
+        return None
+    slack = 3 * best.product.weight_tol_g * best.count + 10.0
+    if abs(best.expected_g - abs(settled.delta_g)) > slack:
+        return None  # no step moved this much weight: the shopper does not know it either
+    return best.product
 
 
 def simulated_trip(skus: int = 16, seed: int = 0, log: Callable[[str], None] = print,

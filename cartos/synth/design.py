@@ -17,6 +17,12 @@ Structure mirrors a real assortment so recognition meets realistic difficulty:
   except a flavour band, a corner flash, the fruit pictogram and sometimes the
   size label: the near-duplicates a frozen embedding struggles with, and which
   the basket scale can sometimes settle.
+
+Loose produce (fruit and vegetables sold by weight) is designed separately by
+:func:`design_produce`: no brand, no barcode, no unit weight, just a kind of
+produce whose look (outline, colour, skin, end detail) is all there is to
+recognise it by. Produce slots are numbered on their own, so adding produce
+never changes a packaged SKU.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import numpy as np
 
@@ -53,6 +60,9 @@ DOMAIN_LINE = 2
 DOMAIN_POPULARITY = 3
 DOMAIN_IMAGE = 4
 DOMAIN_PALETTE = 5
+DOMAIN_PRODUCE = 6
+DOMAIN_PRODUCE_IMAGE = 7
+DOMAIN_PRODUCE_POPULARITY = 8
 
 
 def derive_rng(seed: int, *keys: int) -> np.random.Generator:
@@ -452,8 +462,19 @@ def novel_designs(seed: int, n_new: int) -> list[SkuDesign]:
     return [design_sku(seed, NOVEL_SLOT_BASE + k, 1) for k in range(n_new)]
 
 
+class HasSlot(Protocol):
+    """Anything with a stable slot number: packaged SKU designs and produce designs."""
+
+    @property
+    def slot(self) -> int: ...
+
+
 def reference_counts(
-    seed: int, skus: Sequence[SkuDesign], refs_per_sku: int, long_tail_ratio: float
+    seed: int,
+    skus: Sequence[HasSlot],
+    refs_per_sku: int,
+    long_tail_ratio: float,
+    domain: int = DOMAIN_POPULARITY,
 ) -> list[int]:
     """How many reference images each SKU gets, head-heavy when asked.
 
@@ -463,6 +484,9 @@ def reference_counts(
     a geometric fall-off in between. Popularity is a per-SKU random draw, so
     the head is not simply the first lines. With a ratio of 1 every SKU gets
     ``refs_per_sku`` and counts do not depend on the catalogue size.
+
+    ``domain`` picks the popularity stream: produce ranks among produce on a
+    stream of its own, so adding produce never changes a packaged SKU's count.
     """
     if refs_per_sku < 1:
         raise SynthError(f"refs_per_sku must be at least 1, got {refs_per_sku}")
@@ -471,10 +495,294 @@ def reference_counts(
     n = len(skus)
     if long_tail_ratio == 1.0 or n <= 1:
         return [refs_per_sku] * n
-    popularity = [float(derive_rng(seed, DOMAIN_POPULARITY, s.slot).random()) for s in skus]
+    popularity = [float(derive_rng(seed, domain, s.slot).random()) for s in skus]
     order = sorted(range(n), key=lambda i: (-popularity[i], skus[i].slot))
     counts = [0] * n
     for rank, i in enumerate(order):
         fraction = rank / (n - 1)
         counts[i] = max(1, round(refs_per_sku * long_tail_ratio ** (-fraction)))
     return counts
+
+
+# --------------------------------------------------------------------------- loose produce
+
+PRODUCE_FAMILY = "produce"
+"""Family name of every produce SKU; the runtime treats it as sold by weight."""
+MAX_PRODUCE_SKUS = 50
+PRODUCE_SKU_PREFIX = "P"
+"""Produce ids are ``P0001`` on: never equal to a packaged ``syn-NNNNN`` id."""
+
+
+class ProduceShape(StrEnum):
+    """The silhouette family a piece of produce is drawn from."""
+
+    ROUND = "round"
+    OVAL = "oval"
+    ELONGATED = "elongated"
+    LEAFY = "leafy"
+
+
+class LeafyForm(StrEnum):
+    """How a leafy vegetable is built up: a head of leaves, florets, or loose leaves."""
+
+    HEAD = "head"
+    FLORETS = "florets"
+    LEAVES = "leaves"
+
+
+class ProduceEnd(StrEnum):
+    """The detail at a piece's ends that people (and CNNs) recognise produce by."""
+
+    NONE = "none"
+    STEM = "stem"
+    """A short woody stalk (apples, pears, courgettes); the thick stalk under broccoli."""
+    CALYX = "calyx"
+    """A green star of sepals (tomatoes, aubergines)."""
+    FRONDS = "fronds"
+    """Green leafy tops out of the wide end (carrots, beetroot); cauliflower's wrapper leaves."""
+    TIPS = "tips"
+    """Dark ends (bananas)."""
+    NAVEL = "navel"
+    """A small dark dot (citrus)."""
+
+
+@dataclass(frozen=True)
+class ProduceKind:
+    """One kind of fruit or vegetable: the parameters its pieces are drawn from.
+
+    Outline parameters describe one piece along its spine (length along the
+    spine, width across it); surface parameters say how its skin reads. Kinds
+    of one shape still differ in colour, proportions, skin and end detail,
+    which is what a generic image embedding keys on.
+    """
+
+    name: str
+    shape: ProduceShape
+    colour: Colour
+    accent: Colour
+    """Second skin colour: blush, speckles, stripes, veins or tips."""
+    pieces: tuple[int, int]
+    """Inclusive range of pieces in one pile."""
+    length_px: int
+    """Nominal length of one piece on the unposed canvas."""
+    aspect: float
+    """Length over width of one piece."""
+    bend: float = 0.0
+    """Spine curvature (bananas); the middle bulges by ``bend * length / 2``."""
+    taper: float = 0.0
+    """How much the far end narrows (carrots come to a point at 1)."""
+    tip: float = 0.0
+    """Pointed ends (lemons): 0 is a rounded end."""
+    boxy: float = 0.0
+    """Blunt, parallel-sided pieces (cucumbers): 0 is an ellipse."""
+    lump: float = 0.03
+    """Low-frequency outline irregularity, as a fraction of the width."""
+    wavy: float = 0.0
+    """High-frequency frilly edge (kale)."""
+    gloss: float = 0.3
+    speckle: float = 0.0
+    """Dots per 100 square pixels of skin, in the accent colour."""
+    stripes: int = 0
+    """Stripes along the spine when positive, rings across it when negative."""
+    blush: float = 0.0
+    """Share of the skin washed in the accent colour."""
+    grain: float = 0.1
+    """Fine surface noise: fuzz, pores, wrinkles."""
+    end: ProduceEnd = ProduceEnd.NONE
+    form: LeafyForm | None = None
+    """Leafy vegetables only: how the head is built."""
+
+
+PRODUCE_KINDS: tuple[ProduceKind, ...] = (
+    # Round: whole fruit seen from any side.
+    ProduceKind("red apples", ProduceShape.ROUND, _bgr(190, 25, 35), _bgr(235, 190, 70),
+                (3, 7), 74, 1.05, lump=0.04, gloss=0.8, speckle=0.5, blush=0.3,
+                grain=0.05, end=ProduceEnd.STEM),
+    ProduceKind("green apples", ProduceShape.ROUND, _bgr(150, 205, 70), _bgr(225, 235, 140),
+                (3, 7), 72, 1.05, lump=0.04, gloss=0.6, speckle=0.8, grain=0.05,
+                end=ProduceEnd.STEM),
+    ProduceKind("oranges", ProduceShape.ROUND, _bgr(250, 140, 15), _bgr(205, 95, 5),
+                (3, 7), 80, 1.0, lump=0.02, gloss=0.3, speckle=5.0, grain=0.3,
+                end=ProduceEnd.NAVEL),
+    ProduceKind("tomatoes", ProduceShape.ROUND, _bgr(225, 35, 20), _bgr(245, 110, 60),
+                (4, 7), 60, 0.9, lump=0.08, gloss=1.0, grain=0.03, end=ProduceEnd.CALYX),
+    ProduceKind("red onions", ProduceShape.ROUND, _bgr(125, 35, 80), _bgr(200, 130, 170),
+                (3, 6), 78, 1.0, tip=0.6, lump=0.04, gloss=0.25, stripes=7, grain=0.1,
+                end=ProduceEnd.STEM),
+    ProduceKind("peaches", ProduceShape.ROUND, _bgr(250, 175, 105), _bgr(215, 50, 45),
+                (3, 6), 76, 1.0, lump=0.05, gloss=0.05, blush=0.55, grain=0.35),
+    ProduceKind("beetroot", ProduceShape.ROUND, _bgr(105, 20, 45), _bgr(70, 10, 30),
+                (3, 6), 68, 0.95, taper=0.35, tip=0.5, lump=0.06, gloss=0.1, grain=0.4,
+                end=ProduceEnd.FRONDS),
+    # Oval: citrus, tubers, stone fruit.
+    ProduceKind("lemons", ProduceShape.OVAL, _bgr(250, 225, 40), _bgr(225, 195, 20),
+                (3, 7), 84, 1.35, tip=1.2, lump=0.02, gloss=0.4, speckle=4.0, grain=0.25),
+    ProduceKind("limes", ProduceShape.OVAL, _bgr(95, 175, 35), _bgr(160, 210, 90),
+                (4, 7), 62, 1.18, tip=0.4, gloss=0.5, speckle=3.0, grain=0.2,
+                end=ProduceEnd.NAVEL),
+    ProduceKind("potatoes", ProduceShape.OVAL, _bgr(200, 165, 105), _bgr(120, 85, 45),
+                (4, 7), 82, 1.45, lump=0.12, gloss=0.0, speckle=0.7, grain=0.45),
+    ProduceKind("kiwis", ProduceShape.OVAL, _bgr(135, 100, 55), _bgr(95, 70, 35),
+                (4, 7), 70, 1.3, lump=0.03, gloss=0.0, speckle=6.0, grain=0.6),
+    ProduceKind("avocados", ProduceShape.OVAL, _bgr(45, 70, 30), _bgr(90, 110, 45),
+                (3, 6), 92, 1.45, taper=0.4, lump=0.05, gloss=0.2, speckle=3.5, grain=0.5,
+                end=ProduceEnd.STEM),
+    ProduceKind("plums", ProduceShape.OVAL, _bgr(105, 30, 75), _bgr(150, 120, 170),
+                (4, 7), 56, 1.15, lump=0.03, gloss=0.35, stripes=1, grain=0.15,
+                end=ProduceEnd.STEM),
+    ProduceKind("pears", ProduceShape.OVAL, _bgr(195, 200, 75), _bgr(150, 110, 50),
+                (3, 6), 100, 1.65, taper=0.55, lump=0.04, gloss=0.2, speckle=1.5,
+                blush=0.15, grain=0.1, end=ProduceEnd.STEM),
+    # Elongated: roughly aligned in a pile, like a hand of bananas.
+    ProduceKind("bananas", ProduceShape.ELONGATED, _bgr(245, 210, 45), _bgr(90, 65, 25),
+                (3, 6), 190, 4.6, bend=0.28, tip=0.3, boxy=0.6, lump=0.0, gloss=0.2,
+                speckle=0.15, grain=0.05, end=ProduceEnd.TIPS),
+    ProduceKind("carrots", ProduceShape.ELONGATED, _bgr(245, 120, 15), _bgr(200, 85, 10),
+                (3, 7), 170, 6.0, taper=0.9, lump=0.02, gloss=0.15, stripes=-9, grain=0.1,
+                end=ProduceEnd.FRONDS),
+    ProduceKind("cucumbers", ProduceShape.ELONGATED, _bgr(35, 100, 35), _bgr(120, 170, 80),
+                (2, 5), 220, 5.0, boxy=1.5, lump=0.02, gloss=0.5, speckle=1.0, stripes=4,
+                grain=0.1),
+    ProduceKind("courgettes", ProduceShape.ELONGATED, _bgr(55, 120, 40), _bgr(175, 205, 120),
+                (3, 5), 190, 4.4, taper=-0.3, boxy=0.8, lump=0.02, gloss=0.45, stripes=9,
+                grain=0.08, end=ProduceEnd.STEM),
+    ProduceKind("aubergines", ProduceShape.ELONGATED, _bgr(60, 20, 60), _bgr(120, 70, 130),
+                (2, 4), 180, 2.4, taper=0.35, lump=0.03, gloss=1.0, grain=0.03,
+                end=ProduceEnd.CALYX),
+    ProduceKind("parsnips", ProduceShape.ELONGATED, _bgr(235, 222, 185), _bgr(170, 140, 90),
+                (3, 6), 175, 4.5, taper=0.95, lump=0.05, gloss=0.05, stripes=-12, grain=0.3,
+                end=ProduceEnd.STEM),
+    ProduceKind("sweet potatoes", ProduceShape.ELONGATED, _bgr(165, 75, 55), _bgr(120, 50, 35),
+                (3, 5), 150, 2.6, bend=0.08, tip=0.9, lump=0.1, gloss=0.05, speckle=0.6,
+                grain=0.45),
+    # Leafy: heads, florets and loose leaves.
+    ProduceKind("iceberg lettuce", ProduceShape.LEAFY, _bgr(175, 215, 120),
+                _bgr(225, 240, 190), (1, 3), 170, 1.05, lump=0.06, gloss=0.15, grain=0.15,
+                form=LeafyForm.HEAD),
+    ProduceKind("savoy cabbage", ProduceShape.LEAFY, _bgr(85, 145, 65), _bgr(175, 210, 140),
+                (1, 3), 170, 1.05, lump=0.07, gloss=0.0, grain=0.8, form=LeafyForm.HEAD),
+    ProduceKind("red cabbage", ProduceShape.LEAFY, _bgr(105, 40, 100), _bgr(200, 170, 210),
+                (1, 3), 160, 1.0, lump=0.05, gloss=0.3, grain=0.1, form=LeafyForm.HEAD),
+    ProduceKind("broccoli", ProduceShape.LEAFY, _bgr(35, 100, 40), _bgr(150, 190, 110),
+                (1, 3), 150, 1.1, lump=0.08, gloss=0.0, grain=0.3, end=ProduceEnd.STEM,
+                form=LeafyForm.FLORETS),
+    ProduceKind("cauliflower", ProduceShape.LEAFY, _bgr(240, 232, 205), _bgr(70, 130, 55),
+                (1, 2), 170, 1.05, lump=0.06, gloss=0.0, grain=0.3, end=ProduceEnd.FRONDS,
+                form=LeafyForm.FLORETS),
+    ProduceKind("spinach", ProduceShape.LEAFY, _bgr(40, 105, 35), _bgr(130, 180, 100),
+                (5, 8), 110, 1.8, tip=0.8, lump=0.06, gloss=0.5, grain=0.05,
+                form=LeafyForm.LEAVES),
+    ProduceKind("kale", ProduceShape.LEAFY, _bgr(45, 80, 60), _bgr(140, 165, 140),
+                (4, 7), 150, 2.3, tip=0.6, lump=0.05, wavy=0.12, gloss=0.1, grain=0.4,
+                form=LeafyForm.LEAVES),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProduceDesign:
+    """A loose-produce SKU: sold by weight, no barcode, no brand, no unit weight.
+
+    ``colour``, ``accent`` and ``scale`` are the kind's values jittered per
+    SKU, so two SKUs of one kind (conventional and organic) are near-duplicates
+    rather than identical. Pile arrangement is not part of the design: each
+    photograph piles the pieces afresh, as a shopper's bag of apples never
+    lies the same way twice.
+    """
+
+    sku_id: str
+    slot: int
+    kind: ProduceKind
+    organic: bool
+    name: str
+    colour: Colour
+    accent: Colour
+    scale: float
+    """Piece size relative to the kind's nominal size."""
+    family: str = PRODUCE_FAMILY
+
+    @property
+    def shape(self) -> ProduceShape:
+        """The kind's silhouette family."""
+        return self.kind.shape
+
+    @property
+    def barcode(self) -> str:
+        """Always empty: loose produce is weighed, not scanned."""
+        return ""
+
+    @property
+    def brand(self) -> str:
+        """Always empty: loose produce carries no brand."""
+        return ""
+
+    @property
+    def weight_g(self) -> None:
+        """No nominal unit weight: the price follows the weight on the scale."""
+        return None
+
+    @property
+    def weight_tol_g(self) -> None:
+        """No tolerance either, as there is no nominal weight to be near."""
+        return None
+
+
+_SHAPE_KINDS: dict[ProduceShape, tuple[ProduceKind, ...]] = {
+    shape: tuple(k for k in PRODUCE_KINDS if k.shape is shape) for shape in ProduceShape
+}
+_PRODUCE_GENERATIONS = 2
+"""Each kind appears at most twice: conventional, then organic."""
+
+
+def design_produce(seed: int, slot: int) -> ProduceDesign:
+    """The produce SKU at ``slot`` (0-based): a pure function of its arguments.
+
+    Shapes rotate from a seeded offset, so any four consecutive produce SKUs
+    cover all four shapes and a small produce section is not four kinds of
+    round fruit. Within a shape, kinds come in a seeded order; once a shape's
+    kinds are used up, its organic versions follow.
+    """
+    if not 0 <= slot < MAX_PRODUCE_SKUS:
+        raise SynthError(f"produce slot {slot} is out of range 0..{MAX_PRODUCE_SKUS - 1}")
+    shapes = tuple(ProduceShape)
+    offset = int(derive_rng(seed, DOMAIN_PRODUCE).integers(len(shapes)))
+    shape_index = (slot + offset) % len(shapes)
+    kinds = _SHAPE_KINDS[shapes[shape_index]]
+    generation, position = divmod(slot // len(shapes), len(kinds))
+    if generation >= _PRODUCE_GENERATIONS:  # pragma: no cover - excluded by MAX_PRODUCE_SKUS
+        raise SynthError(f"produce slot {slot} is out of range")
+    order = derive_rng(seed, DOMAIN_PRODUCE, 1, shape_index).permutation(len(kinds))
+    kind = kinds[int(order[position])]
+    organic = generation == 1
+
+    rng = derive_rng(seed, DOMAIN_PRODUCE, 2, slot)
+    spread = 0.05 if organic else 0.02
+    colour = _jitter(kind.colour, rng, spread)
+    accent = _jitter(kind.accent, rng, spread)
+    if organic:
+        # Organic produce reads duller and a little smaller on the shelf.
+        colour = _scaled_saturation(colour, 0.85)
+    scale = float(rng.uniform(0.85, 0.95) if organic else rng.uniform(0.95, 1.08))
+    label = f"organic {kind.name}" if organic else kind.name
+    return ProduceDesign(
+        sku_id=f"{PRODUCE_SKU_PREFIX}{slot + 1:04d}",
+        slot=slot,
+        kind=kind,
+        organic=organic,
+        name=f"Loose {label}",
+        colour=colour,
+        accent=accent,
+        scale=scale,
+    )
+
+
+def _scaled_saturation(colour: Colour, factor: float) -> Colour:
+    b, g, r = colour
+    h, s, v = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)
+    return _hsv_colour(h, s * factor, v)
+
+
+def produce_designs(seed: int, n_produce: int) -> list[ProduceDesign]:
+    """The first ``n_produce`` produce SKUs (slots 0..n_produce-1)."""
+    if not 0 <= n_produce <= MAX_PRODUCE_SKUS:
+        raise SynthError(f"n_produce must be between 0 and {MAX_PRODUCE_SKUS}, got {n_produce}")
+    return [design_produce(seed, slot) for slot in range(n_produce)]

@@ -8,6 +8,11 @@ Determinism is a hard requirement: the same seed and arguments produce
 byte-identical files. Every image draws from its own random stream keyed by
 (seed, SKU slot, kind, image number), so growing the catalogue or adding
 queries never changes an image that already existed.
+
+Loose produce (``n_produce``) is sold by weight and has no barcode, so its
+rows leave barcode, brand and weights empty. Its designs, images and
+popularity draw from streams of their own and its rows follow the packaged
+rows, so the packaged part of the output is the same with or without it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +29,18 @@ import cv2
 from cartos.catalog.manifest import KNOWN_COLUMNS
 from cartos.synth.design import (
     DOMAIN_IMAGE,
+    DOMAIN_PRODUCE_IMAGE,
+    DOMAIN_PRODUCE_POPULARITY,
     MAX_CATALOGUE_SKUS,
     MAX_NOVEL_SKUS,
+    MAX_PRODUCE_SKUS,
     MAX_VARIANTS_PER_LINE,
+    ProduceDesign,
     SkuDesign,
     catalogue_designs,
     derive_rng,
     novel_designs,
+    produce_designs,
     reference_counts,
 )
 from cartos.synth.errors import SynthError
@@ -43,6 +53,7 @@ from cartos.synth.render import (
     reference_style,
     render_pack,
 )
+from cartos.synth.render_produce import photograph_produce
 
 MANIFEST_HEADER: tuple[str, ...] = KNOWN_COLUMNS
 IMAGE_FORMATS: tuple[str, ...] = ("jpg", "png")
@@ -69,6 +80,8 @@ class SynthConfig:
     """Share of query images with a hand over the item (references get a third of it)."""
     seed: int = 0
     image_format: str = "jpg"
+    n_produce: int = 0
+    """Loose-produce SKUs (sold by weight, no barcode), catalogued after the packaged ones."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,8 @@ class SynthCatalogue:
     new_products: Path
     skus: list[SkuDesign]
     new_skus: list[SkuDesign] = field(default_factory=list)
+    produce: list[ProduceDesign] = field(default_factory=list)
+    """Loose-produce SKUs; their rows follow the packaged rows in both manifests."""
 
 
 def validate_config(config: SynthConfig) -> None:
@@ -112,6 +127,15 @@ def validate_config(config: SynthConfig) -> None:
         problems.append(f"occlusion_rate must be between 0 and 1, got {rate}")
     if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
         problems.append(f"seed must be a non-negative integer, got {config.seed!r}")
+    n_produce = config.n_produce
+    if (
+        isinstance(n_produce, bool)
+        or not isinstance(n_produce, int)
+        or not 0 <= n_produce <= MAX_PRODUCE_SKUS
+    ):
+        problems.append(
+            f"n_produce must be an integer between 0 and {MAX_PRODUCE_SKUS}, got {n_produce!r}"
+        )
     if config.image_format not in IMAGE_FORMATS:
         problems.append(
             f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {config.image_format!r}"
@@ -131,6 +155,24 @@ def _encode(image: Image, image_format: str) -> bytes:
     return bytes(buf.tobytes())
 
 
+def _write_shots(
+    root: Path,
+    folder: Path,
+    stem: str,
+    count: int,
+    shot: Callable[[int], Image],
+    config: SynthConfig,
+) -> list[str]:
+    """Write ``shot(0..count-1)``; returns their paths relative to ``root``."""
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    paths: list[str] = []
+    for index in range(count):
+        relative = folder / f"{stem}_{index:02d}.{config.image_format}"
+        (root / relative).write_bytes(_encode(shot(index), config.image_format))
+        paths.append(relative.as_posix())
+    return paths
+
+
 def _shoot(
     root: Path,
     folder: Path,
@@ -142,15 +184,37 @@ def _shoot(
     config: SynthConfig,
     kind: int,
 ) -> list[str]:
-    """Write ``count`` photographs of one SKU; returns their paths relative to ``root``."""
-    (root / folder).mkdir(parents=True, exist_ok=True)
-    paths: list[str] = []
-    for index in range(count):
+    """Write ``count`` photographs of one packaged SKU; returns their relative paths."""
+
+    def shot(index: int) -> Image:
         rng = derive_rng(config.seed, DOMAIN_IMAGE, sku.slot, kind, index)
-        relative = folder / f"{stem}_{index:02d}.{config.image_format}"
-        (root / relative).write_bytes(_encode(photograph(pack, rng, style), config.image_format))
-        paths.append(relative.as_posix())
-    return paths
+        return photograph(pack, rng, style)
+
+    return _write_shots(root, folder, stem, count, shot, config)
+
+
+def _shoot_produce(
+    root: Path,
+    folder: Path,
+    stem: str,
+    count: int,
+    design: ProduceDesign,
+    style: ShotStyle,
+    config: SynthConfig,
+    kind: int,
+) -> list[str]:
+    """Write ``count`` photographs of one produce SKU, each of a freshly piled heap."""
+
+    def shot(index: int) -> Image:
+        keys = (config.seed, DOMAIN_PRODUCE_IMAGE, design.slot, kind, index)
+        return photograph_produce(design, derive_rng(*keys, 0), derive_rng(*keys, 1), style)
+
+    return _write_shots(root, folder, stem, count, shot, config)
+
+
+def _produce_row(image: str, design: ProduceDesign) -> list[str]:
+    """Barcode, brand and weights stay empty: produce is weighed and priced by the kilo."""
+    return [image, design.sku_id, "", design.name, "", design.family, "", ""]
 
 
 def _row(image: str, sku: SkuDesign) -> list[str]:
@@ -200,7 +264,7 @@ def generate_catalogue(out_dir: str | Path, config: SynthConfig = DEFAULT_CONFIG
     """Generate and write a synthetic catalogue; see the module docstring for the layout.
 
     Layout under ``out_dir``: ``images/<sku>/ref_NN.<ext>`` and
-    ``images/<sku>/query_NN.<ext>`` for catalogue SKUs,
+    ``images/<sku>/query_NN.<ext>`` for catalogue SKUs (packaged, then produce),
     ``images/new/<sku>/query_NN.<ext>`` for held-out SKUs, and the CSVs
     ``manifest.csv`` (references), ``queries.csv`` and ``new_products.csv``.
     """
@@ -226,6 +290,25 @@ def generate_catalogue(out_dir: str | Path, config: SynthConfig = DEFAULT_CONFIG
         )
         query_rows += [_row(p, sku) for p in queries]
 
+    produce = produce_designs(config.seed, config.n_produce)
+    produce_refs = reference_counts(
+        config.seed,
+        produce,
+        config.refs_per_sku,
+        config.long_tail_ratio,
+        domain=DOMAIN_PRODUCE_POPULARITY,
+    )
+    for design, n_refs in zip(produce, produce_refs, strict=True):
+        folder = Path("images") / design.sku_id
+        refs = _shoot_produce(
+            root, folder, "ref", n_refs, design, ref_style, config, _KIND_REFERENCE
+        )
+        ref_rows += [_produce_row(p, design) for p in refs]
+        queries = _shoot_produce(
+            root, folder, "query", config.queries_per_sku, design, qry_style, config, _KIND_QUERY
+        )
+        query_rows += [_produce_row(p, design) for p in queries]
+
     new_rows: list[list[str]] = []
     for sku in new_skus:
         folder = Path("images") / "new" / sku.sku_id
@@ -249,6 +332,7 @@ def generate_catalogue(out_dir: str | Path, config: SynthConfig = DEFAULT_CONFIG
         new_products=root / "new_products.csv",
         skus=skus,
         new_skus=new_skus,
+        produce=produce,
     )
     _write_csv(catalogue.manifest, ref_rows)
     _write_csv(catalogue.queries, query_rows)

@@ -129,13 +129,20 @@ class App:
                     int(v["span_counts"]),  # type: ignore[call-overload]
                     int(v["span_mg"]),  # type: ignore[call-overload]
                 )
-                self.scale = scale.Scale(
+                fresh = scale.Scale(
                     cal,
                     capacity_mg=int(v["capacity_mg"]),  # type: ignore[call-overload]
                     tolerance_mg=int(v["tolerance_mg"]),  # type: ignore[call-overload]
                     window_ms=int(v["window_ms"]),  # type: ignore[call-overload]
                     min_delta_mg=int(v["min_delta_mg"]),  # type: ignore[call-overload]
                 )
+                if self.scale is not None:
+                    # The host sends its configuration on every (re)connection; the basket
+                    # has not changed meanwhile, so the new scale carries on from the old
+                    # reference and zero instead of announcing the whole load as an arrival.
+                    fresh.settled_mg = self.scale.settled_mg
+                    fresh.zero_offset_mg = self.scale.zero_offset_mg
+                self.scale = fresh
             except ValueError as exc:
                 # A bad calibration must not crash the loop (the watchdog would reboot the
                 # board and the host would resend the same config forever): refuse it.

@@ -730,6 +730,33 @@ def test_app_on_real_drivers_streams_samples_settles_and_forwards_scans() -> Non
     assert not [n for n, _ in host.messages[resent_before:] if n in codec.EVENT_MESSAGES]
 
 
+def test_configuration_resent_on_reconnect_does_not_announce_the_load_again() -> None:
+    """A host that reconnects resends config_scale; what lies in the basket stays put."""
+    clock = FakeClock()
+    basket = Basket()
+    chip = FakeHx711Chip(clock, load=basket.counts)
+    line = MemoryLine()
+    app = build_board(clock, chip, FakeUart(), line, [])
+    host = Host(line.to_mcu.extend, line.take_to_host)
+    handshake(app, clock, host)
+    host.send(("config_scale", CONFIG))
+    run_ms(app, clock, host, 1500)
+    basket.grams = 600
+    run_ms(app, clock, host, 1500)
+    settled = host.named("settled")
+    assert len({as_int(s["eid"]) for s in settled}) == 1
+    host.send(("ack_events", {"upto": max(as_int(s["eid"]) for s in settled)}))
+    run_ms(app, clock, host, 5)
+    before = len(host.named("settled"))
+    host.send(("config_scale", CONFIG))  # the host's cable was out for a moment
+    run_ms(app, clock, host, 2000)
+    assert len(host.named("settled")) == before
+    basket.grams = 900  # and the next item is still seen, by its own weight
+    run_ms(app, clock, host, 1500)
+    later = host.named("settled")[before:]
+    assert later and abs(as_int(later[0]["delta_mg"]) - 300_000) <= 2000
+
+
 def test_app_reports_an_unplugged_load_cell_as_disconnected_then_recovers() -> None:
     clock = FakeClock()
     basket = Basket()
