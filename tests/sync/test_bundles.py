@@ -325,7 +325,7 @@ FIELD_CONFUSIONS: dict[str, Callable[[str], str]] = {
     "duplicate part name key": lambda t: t.replace('"name"', '"name":"x","name"', 1),
     "missing store": lambda t: t.replace('"store":"s042",', ""),
     "unknown part kind": lambda t: t.replace('"kind":"thresholds"', '"kind":"shell_script"'),
-    "upper-case sha256": lambda t: _upper_first_sha(t),
+    "upper-case sha256": _upper_first_sha,
     "store with slash": lambda t: t.replace('"store":"s042"', '"store":"s042/../s043"'),
     "whitespace (not canonical)": lambda t: t.replace('"version":3', '"version": 3'),
     "escaped key (not canonical)": lambda t: t.replace('"version"', '"\\u0076ersion"'),
