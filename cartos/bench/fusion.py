@@ -41,6 +41,7 @@ from cartos.bench.protocol import grozi_split
 from cartos.catalog.store import CatalogStore
 from cartos.errors import CartosError
 from cartos.fusion import (
+    DEFAULT_UNKNOWN_SHARE,
     CatalogueView,
     FusionPolicy,
     FusionTargets,
@@ -142,7 +143,7 @@ def run(
     work: Path | None = None,
     policy_out: Path | None = None,
     embedding_cache: Path | None = None,
-    unknown_share: float | None = None,
+    unknown_share: float | None = DEFAULT_UNKNOWN_SHARE,
 ) -> dict[str, Any]:
     """Play the benchmark; returns the results dict (the CLI prints it as the last line)."""
     if not 0.0 <= scan_share <= 1.0:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cartos.cli.main import reports_errors
+from cartos.fusion.policy import DEFAULT_UNKNOWN_SHARE
 
 
 @click.group("bench")
@@ -186,9 +187,10 @@ def durability_cmd(kills: int, seed: int, as_json: bool, out: Path | None) -> No
 @click.option(
     "--unknown-share",
     type=float,
-    default=None,
-    help="Expected share of items outside the catalogue; reweights the simulated unknowns "
-    "when fusion thresholds are fitted (default: as simulated, conservative).",
+    default=DEFAULT_UNKNOWN_SHARE,
+    show_default=True,
+    help="Share of items outside the catalogue the fusion thresholds are fitted for "
+    "(reweights the simulated unknowns; see cartos.fusion.policy.DEFAULT_UNKNOWN_SHARE).",
 )
 @reports_errors
 def fusion_cmd(

@@ -23,6 +23,7 @@ from cartos.fusion.errors import EvidenceError, FusionCalibrationError, FusionEr
 from cartos.fusion.evidence import BarcodeEvidence, VisionEvidence, WeightEvidence
 from cartos.fusion.fuse import fuse
 from cartos.fusion.policy import (
+    DEFAULT_UNKNOWN_SHARE,
     CalibrationEvent,
     FusionPolicy,
     FusionTargets,
@@ -34,6 +35,7 @@ from cartos.fusion.weight_model import QuantityFit, WeightModel
 
 __all__ = [
     "ALERT_KINDS",
+    "DEFAULT_UNKNOWN_SHARE",
     "Alert",
     "BarcodeEvidence",
     "BasketLine",

@@ -28,6 +28,7 @@ from cartos.catalog.store import CatalogStore
 from cartos.fusion.catalogue_view import CatalogueView
 from cartos.fusion.evidence import BarcodeEvidence, VisionEvidence, WeightEvidence
 from cartos.fusion.policy import (
+    DEFAULT_UNKNOWN_SHARE,
     CalibrationEvent,
     FusionPolicy,
     FusionTargets,
@@ -137,7 +138,7 @@ def fit_policy_from_manifest(
     embedder: Embedder,
     calibration: Path,
     seed: int = 0,
-    unknown_share: float | None = None,
+    unknown_share: float | None = DEFAULT_UNKNOWN_SHARE,
     data: EmbeddedRows | None = None,
 ) -> FusionPolicy:
     """Fit the fusion policy on events from ``calibration`` and store it in the catalogue.

@@ -19,7 +19,7 @@ class TopicError(SyncError, ValueError):
     """
 
 
-class PayloadRejected(SyncError):
+class PayloadRejected(SyncError):  # noqa: N818 (reads as a verdict: "payload rejected")
     """A payload refused before it reached the sync logic (incoming) or the wire (outgoing).
 
     ``reason`` is a short, stable code (``too_large``, ``not_utf8``,

@@ -32,6 +32,9 @@ caller has not set one.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import json
 import logging
 import math
@@ -43,9 +46,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, Protocol
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
@@ -103,11 +106,13 @@ DEFAULT_MAX_BYTES: Final[Mapping[Kind, int]] = {
     Kind.ACK: 4 * KIB,
     Kind.CMD_REQ: 64 * KIB,
     Kind.CMD_RES: 256 * KIB,
-    Kind.BUNDLE_MANIFEST: 256 * KIB,
+    Kind.BUNDLE_MANIFEST: 1024 * KIB,
     Kind.BUNDLE_CHUNK: 1024 * KIB,
 }
 """Largest accepted payload per kind. A bundle chunk carries up to 512 KiB of
-base64 data (~683 KiB encoded); everything else is small JSON."""
+data (~683 KiB as base64); the manifest announcement carries every bundle
+type's signed envelope (each at most 64 KiB) with the key certificates;
+everything else is small JSON."""
 
 DEFAULT_MAX_DEPTH: Final = 32
 """Deepest accepted nesting of arrays and objects (the top-level object is depth 1)."""
@@ -154,7 +159,9 @@ class RejectionCounter:
             n = self._counts[key]
         level = logging.WARNING if n & (n - 1) == 0 else logging.DEBUG
         where = f" on {_shorten(topic)}" if topic is not None else ""
-        log.log(level, "rejected %s payload%s (%s, #%d): %s", kind, where, exc.reason, n, exc.detail)
+        log.log(
+            level, "rejected %s payload%s (%s, #%d): %s", kind, where, exc.reason, n, exc.detail
+        )
         return n
 
     def count(self, kind: str | None = None, reason: str | None = None) -> int:
@@ -202,11 +209,24 @@ def schema_document(kind: Kind | str) -> dict[str, Any]:
     return document
 
 
+def _is_integer(checker: Any, instance: object) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_StrictValidator: Any = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+"""Draft 2020-12, except that ``7.0`` is not an integer: JSON Schema would accept it
+where a seq or version belongs, and a float that slips through there is the kind of
+type confusion :mod:`cartos.sync.bundles` refuses too."""
+
+
 @cache
 def _validator(kind: Kind) -> Any:
     document = schema_document(kind)
     Draft202012Validator.check_schema(document)
-    return Draft202012Validator(document, registry=_registry())
+    return _StrictValidator(document, registry=_registry())
 
 
 def _kind(kind: Kind | str) -> Kind:
@@ -269,16 +289,38 @@ def decode_message(
             counter.record(UNKNOWN_TOPIC_KIND, rejected, None)
         raise rejected from None
     payload = decode(parsed.kind, raw, counter=counter, limits=limits, topic=topic)
-    for name in ("store", "cart", "stream", "version", "part", "chunk"):
-        expected = getattr(parsed, name)
-        if expected is not None and name in payload and payload[name] != expected:
+    for name, claimed, expected in _identities(parsed, payload):
+        if claimed != expected:
             rejected = PayloadRejected(
-                MISMATCH, f"payload {name} {_shorten(payload[name])} but topic says {expected!r}"
+                MISMATCH, f"payload {name} {_shorten(claimed)} but topic says {expected!r}"
             )
             if counter is not None:
                 counter.record(str(parsed.kind), rejected, topic)
             raise rejected
     return parsed, payload
+
+
+def _identities(parsed: Topic, payload: Mapping[str, Any]) -> list[tuple[str, object, object]]:
+    """(field, payload's value, topic's value) for every identity both of them state."""
+    if parsed.kind is Kind.BUNDLE_CHUNK:
+        return [
+            ("bundle", _chunk_ref(payload), parsed.bundle),
+            ("part", payload["part"], parsed.part),
+            ("index", payload["index"], parsed.chunk),
+        ]
+    pairs: list[tuple[str, object, object]] = []
+    for name in ("store", "cart", "stream"):
+        expected = getattr(parsed, name)
+        if expected is not None and name in payload:
+            pairs.append((name, payload[name], expected))
+    return pairs
+
+
+def _chunk_ref(payload: Mapping[str, Any]) -> str:
+    try:
+        return topics.bundle_ref(payload["type"], payload["bundle_version"])
+    except TopicError as exc:  # the schema admits only valid values; kept for safety
+        raise PayloadRejected(SCHEMA, str(exc)[:DETAIL_CHARS]) from None
 
 
 def _decode(kind: Kind, raw: bytes | bytearray | memoryview, limits: Limits) -> dict[str, Any]:
@@ -303,7 +345,16 @@ def _decode(kind: Kind, raw: bytes | bytearray | memoryview, limits: Limits) -> 
     _validate(kind, obj)
     if not isinstance(obj, dict):  # the schemas all say "type": "object"
         _reject(SCHEMA, "top level is not an object")
+    if kind is Kind.BUNDLE_CHUNK:
+        _chunk_data(obj)  # the pattern admits misplaced padding that base64 does not
     return obj
+
+
+def _chunk_data(payload: Mapping[str, Any]) -> bytes:
+    try:
+        return base64.b64decode(payload["data"], validate=True)
+    except (binascii.Error, ValueError):
+        _reject(SCHEMA, "data: not valid base64")
 
 
 def _reject(reason: str, detail: str) -> NoReturn:
@@ -498,15 +549,65 @@ def uplink_envelope(
     }
 
 
+class ChunkLike(Protocol):
+    """The fields of :class:`cartos.sync.bundles.Chunk` that travel in a chunk payload."""
+
+    @property
+    def bundle_version(self) -> int: ...
+    @property
+    def part(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def sha256_of_chunk(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+CHUNK_FIELDS: Final = ("bundle_version", "part", "index", "count", "sha256_of_chunk", "data")
+"""The chunk fields :meth:`cartos.sync.bundles.Chunk.from_mapping` takes (``data`` as bytes)."""
+
+
+def chunk_payload(bundle_type: str, chunk: ChunkLike) -> dict[str, Any]:
+    """Hub side: the ``bundle_chunk`` payload for one chunk, ready for :func:`encode`.
+
+    Publish it on ``topics.bundle_chunk(store, topics.bundle_ref(bundle_type,
+    chunk.bundle_version), chunk.part, chunk.index)``, retained.
+    """
+    return {
+        "type": bundle_type,
+        "bundle_version": chunk.bundle_version,
+        "part": chunk.part,
+        "index": chunk.index,
+        "count": chunk.count,
+        "sha256_of_chunk": chunk.sha256_of_chunk,
+        "data": base64.b64encode(chunk.data).decode("ascii"),
+    }
+
+
+def chunk_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Cart side: a decoded ``bundle_chunk`` payload as ``Chunk.from_mapping`` takes it.
+
+    ``id`` and ``type`` stay behind (the type is in the topic's bundle
+    reference, which :func:`decode_message` already matched); ``data`` is
+    decoded from base64.
+    """
+    fields = {name: payload[name] for name in CHUNK_FIELDS}
+    fields["data"] = _chunk_data(payload)
+    return fields
+
+
 # -- helpers -------------------------------------------------------------------
 
 
 def _label(kind: object) -> str:
     """A metrics-safe label for a kind argument that may itself be junk."""
-    try:
-        return str(Kind(kind))
-    except (ValueError, TypeError):
-        return UNKNOWN_TOPIC_KIND
+    if isinstance(kind, str):
+        with contextlib.suppress(ValueError):
+            return str(Kind(kind))
+    return UNKNOWN_TOPIC_KIND
 
 
 def _shorten(value: object, limit: int = 60) -> str:

@@ -47,10 +47,11 @@ import datetime as dt
 import ipaddress
 import os
 import re
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -92,8 +93,7 @@ PrivateKey = ec.EllipticCurvePrivateKey
 class Identity:
     """A parsed certificate identity: the role, its store and (for a cart) its number."""
 
-    role: str
-    """``"cart"`` or ``"hub"``."""
+    role: Literal["cart", "hub"]
     store: str
     number: int | None
     name: str
@@ -582,7 +582,7 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     readable by others even for a moment, and a crash leaves the old file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -624,9 +624,7 @@ def write_private_key(path: Path, key: PrivateKey, passphrase: bytes | None = No
     _write_atomic(path, data, 0o600)
 
 
-def load_credential(
-    cert_path: Path, key_path: Path, passphrase: bytes | None = None
-) -> Credential:
+def load_credential(cert_path: Path, key_path: Path, passphrase: bytes | None = None) -> Credential:
     """Read a certificate and its EC private key, checking that they belong together."""
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -643,7 +641,7 @@ def load_credential(
 def load_certificate_authority(
     cert_path: Path, key_path: Path, passphrase: bytes | None = None
 ) -> CertificateAuthority:
-    """Read a store CA written by :meth:`CertificateAuthority.write`; the store comes from the CN."""
+    """Read a store CA written by :meth:`CertificateAuthority.write` (store taken from the CN)."""
     credential = load_credential(cert_path, key_path, passphrase)
     match = re.fullmatch(r"cartos store (?P<store>.+) CA", common_name(credential.certificate))
     if match is None:

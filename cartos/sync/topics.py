@@ -17,14 +17,18 @@ the topic kind each carries and who publishes it:
 * ``cartos/v1/<store>/<cart>/cmd/req``: ``cmd_req``, hub;
 * ``cartos/v1/<store>/<cart>/cmd/res``: ``cmd_res``, cart;
 * ``cartos/v1/<store>/bundles/manifest``: ``bundle_manifest``, hub, retained;
-* ``cartos/v1/<store>/bundles/parts/<version>/<part>/<chunk>``:
-  ``bundle_chunk``, hub, retained.
+* ``cartos/v1/<store>/bundles/parts/<bundle>/<part>/<chunk>``:
+  ``bundle_chunk``, hub, retained. ``<bundle>`` is :func:`bundle_ref`
+  (``<type>-<version>``, e.g. ``catalogue-42``): bundle versions count per
+  bundle type, so a version number alone would let two releases share topics.
 
 ``<stream>`` is one of the basket outbox streams (``events``,
 ``corrections``, ``review``, ``telemetry``). ``<cart>`` is the cart's
 certificate identity (the TLS client certificate CN, which the broker uses as
-the MQTT username), so ``bundles`` and ``hub`` are reserved and can never be
-cart identities.
+the MQTT username). ``bundles`` and ``hub`` are reserved for store-wide
+topics and can never be cart identities. The one retained manifest topic
+carries every bundle type's current signed envelope at once, so a release of
+one type never hides another's from a cart that was offline.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ UPLINK_STREAMS: Final[tuple[str, ...]] = STREAMS
 """The outbox streams a cart publishes, one topic each (the basket defines them)."""
 
 MAX_SEGMENT_LENGTH: Final = 64
-"""Longest store, cart, version or part segment: ample for ids, short enough for ACL logs."""
+"""Longest store, cart, bundle or part segment: ample for ids, short enough for ACL logs."""
 
 MAX_CHUNK_INDEX: Final = 999_999
 """Highest bundle chunk number; a bundle is far smaller than a million chunks."""
@@ -56,6 +60,10 @@ RESERVED_CART_IDS: Final[frozenset[str]] = frozenset({"bundles", "hub"})
 
 _SEGMENT_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CHUNK_RE: Final = re.compile(r"0|[1-9][0-9]{0,5}")
+_BUNDLE_TYPE_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+MAX_BUNDLE_VERSION: Final = 2**63 - 1
+"""Highest bundle version (SQLite's INTEGER range, as in :mod:`cartos.sync.bundles`)."""
 
 _BUNDLES: Final = "bundles"
 _MANIFEST: Final = "manifest"
@@ -131,7 +139,7 @@ class Topic:
     store: str
     cart: str | None = None
     stream: str | None = None
-    version: str | None = None
+    bundle: str | None = None
     part: str | None = None
     chunk: int | None = None
 
@@ -141,9 +149,9 @@ class Topic:
         if kind is Kind.BUNDLE_MANIFEST:
             return bundle_manifest(self.store)
         if kind is Kind.BUNDLE_CHUNK:
-            if self.version is None or self.part is None or self.chunk is None:
-                raise TopicError("a bundle chunk topic needs version, part and chunk")
-            return bundle_chunk(self.store, self.version, self.part, self.chunk)
+            if self.bundle is None or self.part is None or self.chunk is None:
+                raise TopicError("a bundle chunk topic needs bundle, part and chunk")
+            return bundle_chunk(self.store, self.bundle, self.part, self.chunk)
         if self.cart is None:
             raise TopicError(f"a {kind} topic needs a cart")
         if kind is Kind.UPLINK:
@@ -171,7 +179,7 @@ def validate_segment(value: object, what: str = "segment") -> str:
     a letter or digit. That excludes the MQTT wildcards ``+``/``#``, the level
     separator ``/``, ``$`` (broker-internal topics), whitespace, NUL and any
     non-ASCII look-alike, and it keeps ``.``/``..`` out of segments a cart may
-    later use as a file name (a bundle version).
+    later use as a file name (a bundle reference).
     """
     if not isinstance(value, str):
         raise TopicError(f"{what} must be a string, got {type(value).__name__}")
@@ -260,13 +268,32 @@ def bundle_manifest(store: str) -> str:
     return f"{ROOT}/{validate_segment(store, 'store id')}/{_BUNDLES}/{_MANIFEST}"
 
 
-def bundle_chunk(store: str, version: str, part: str, chunk: int) -> str:
-    """``cartos/v1/<store>/bundles/parts/<version>/<part>/<chunk>``: one retained chunk."""
+def bundle_chunk(store: str, bundle: str, part: str, chunk: int) -> str:
+    """``cartos/v1/<store>/bundles/parts/<bundle>/<part>/<chunk>``: one retained chunk.
+
+    ``bundle`` names one release within the store; build it with :func:`bundle_ref`.
+    """
     return (
         f"{ROOT}/{validate_segment(store, 'store id')}/{_BUNDLES}/{_PARTS}/"
-        f"{validate_segment(version, 'bundle version')}/{validate_segment(part, 'bundle part')}/"
+        f"{validate_segment(bundle, 'bundle')}/{validate_segment(part, 'bundle part')}/"
         f"{validate_chunk(chunk)}"
     )
+
+
+def bundle_ref(bundle_type: str, version: int) -> str:
+    """The ``<bundle>`` segment of chunk topics: ``<type>-<version>`` (``catalogue-42``).
+
+    Bundle versions count per store and bundle type (see ``docs/bundles.md``),
+    so the version alone is not unique. A type is ``[a-z][a-z0-9_]{0,31}``
+    (no ``-``), so the reference splits back unambiguously.
+    """
+    if not isinstance(bundle_type, str) or _BUNDLE_TYPE_RE.fullmatch(bundle_type) is None:
+        raise TopicError(f"bad bundle type {_shorten(bundle_type)}")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TopicError(f"bundle version must be an int, got {type(version).__name__}")
+    if not 1 <= version <= MAX_BUNDLE_VERSION:
+        raise TopicError(f"bundle version {version} outside 1..{MAX_BUNDLE_VERSION}")
+    return validate_segment(f"{bundle_type}-{version}", "bundle")
 
 
 _CART_BUILDERS = {
@@ -281,16 +308,16 @@ _CART_BUILDERS = {
 # -- subscription filters ------------------------------------------------------
 
 
-def bundle_parts_filter(store: str, version: str | None = None) -> str:
-    """Filter for the chunks of one bundle ``version`` (or of every version when None).
+def bundle_parts_filter(store: str, bundle: str | None = None) -> str:
+    """Filter for the chunks of one ``bundle`` (or of every retained bundle when None).
 
-    A cart subscribes to one version while it downloads it, so it is not sent
-    the chunks of every retained version at once.
+    A cart subscribes to one bundle while it downloads it, so it is not sent
+    the chunks of every retained release at once.
     """
     base = f"{ROOT}/{validate_segment(store, 'store id')}/{_BUNDLES}/{_PARTS}"
-    if version is None:
+    if bundle is None:
         return f"{base}/#"
-    return f"{base}/{validate_segment(version, 'bundle version')}/#"
+    return f"{base}/{validate_segment(bundle, 'bundle')}/#"
 
 
 def cart_subscriptions(store: str, cart: str) -> tuple[Subscription, ...]:
@@ -337,13 +364,11 @@ def parse(topic: object) -> Topic:
         if rest[1:] == [_MANIFEST]:
             return Topic(Kind.BUNDLE_MANIFEST, store)
         if len(rest) == 5 and rest[1] == _PARTS:
-            version = validate_segment(rest[2], "bundle version")
+            bundle = validate_segment(rest[2], "bundle")
             part = validate_segment(rest[3], "bundle part")
             if _CHUNK_RE.fullmatch(rest[4]) is None:
                 raise TopicError(f"bad chunk number {_shorten(rest[4])}")
-            return Topic(
-                Kind.BUNDLE_CHUNK, store, version=version, part=part, chunk=int(rest[4])
-            )
+            return Topic(Kind.BUNDLE_CHUNK, store, bundle=bundle, part=part, chunk=int(rest[4]))
         raise TopicError(f"unknown bundle topic {_shorten(topic)}")
     cart = validate_cart(rest[0])
     leaf = rest[1:]

@@ -149,8 +149,9 @@ class Broker:
                 raise BrokerError(
                     f"mosquitto exited with {self._proc.returncode}:\n{self.log_tail()}"
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.host, self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.2),
             ):
                 return
             time.sleep(0.02)
@@ -202,10 +203,8 @@ class Broker:
         """Stop the broker whatever its state (fixture teardown); never raises."""
         if self._proc is None or self._proc.poll() is not None:
             return
-        try:
+        with contextlib.suppress(BrokerError):
             self.stop(timeout=5.0)
-        except BrokerError:
-            pass
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(5)

@@ -13,9 +13,14 @@ follows: once the forbidden PUBLISH is acknowledged the broker has routed it, an
 the hub then publishes a marker that travels the same queue to the observer; the
 marker's arrival without the probe before it proves the probe was dropped (the
 broker delivers one subscriber's messages in order). MQTT 5 clients additionally
-get PUBACK reason 0x87 (not authorised), a forbidden SUBSCRIBE gets SUBACK 0x80
-(3.1.1) or 0x87 (5), and the broker log names the client it denied, which shows
-the identity it used was the certificate's.
+get PUBACK reason 0x87 (not authorised), and the broker log names the client it
+denied, which shows the identity it used was the certificate's.
+
+Reading is enforced per message, not per subscription: Mosquitto 2.0's ACL file
+grants every SUBSCRIBE (its source says "FIXME - implement ACL subscription
+strings"; SUBACK 0x80/0x87 never comes) and checks read access on each message
+it would deliver, retained ones included. So a subscribe row is proven the same
+way, by a real message that must (not) arrive before the fence.
 """
 
 from __future__ import annotations
@@ -34,9 +39,20 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cartos.sync import pki, topics
+from cartos.sync.bundles import (
+    BundleStore,
+    Manifest,
+    build_manifest,
+    generate_private_key,
+    issue_signing_key,
+    part_ref,
+    public_key_hex,
+    sign_manifest,
+)
 from cartos.sync.errors import CertificateRevocationError, IdentityError, PkiError
 from tests.sync.tls_broker import (
     EXAMPLE_STORE,
@@ -44,7 +60,7 @@ from tests.sync.tls_broker import (
     ClientFiles,
     StorePki,
     TlsBroker,
-    mosquitto_binary,
+    require_broker,
 )
 
 STORE = EXAMPLE_STORE
@@ -58,8 +74,6 @@ BUNDLE_CHUNK = topics.bundle_chunk(STORE, "2026.11.1", "catalog", 0)
 NOT_AUTHORIZED = 0x87
 SUBACK_FAILURE_V311 = 0x80
 TIMEOUT = 5.0
-
-needs_broker = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed")
 
 
 def unique(label: str) -> bytes:
@@ -92,14 +106,18 @@ class Probe:
         files: ClientFiles | None,
         *,
         client_id: str,
-        protocol: int = mqtt.MQTTv5,
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
         username: str | None = None,
         tls: bool = True,
     ) -> None:
         self.broker = broker
         self.protocol = protocol
+        # No automatic reconnect: a refused or kicked client must stay visible as such.
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=protocol,
+            reconnect_on_failure=False,
         )
         if tls:
             self.client.tls_set(
@@ -186,7 +204,7 @@ class Probe:
     def subscribe(self, topic_filter: str) -> ReasonCode:
         """Subscribe at QoS 1 and return the broker's SUBACK code for this filter."""
         result, mid = self.client.subscribe(topic_filter, qos=1)
-        assert result == mqtt.MQTT_ERR_SUCCESS, result
+        assert result == mqtt.MQTT_ERR_SUCCESS and mid is not None, result
         with self._cond:
             assert self._cond.wait_for(lambda: mid in self.subacks, TIMEOUT), "no SUBACK"
             return self.subacks[mid][0]
@@ -237,8 +255,7 @@ class Store:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """A broker with the shipped config and ACL, a hub and carts 1 and 2 of store s001."""
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto not installed")
+    require_broker()
     root = tmp_path_factory.mktemp("acl")
     store_pki = StorePki.create(root / "pki")
     files = {"hub": store_pki.hub(), "cart A": store_pki.cart(1), "cart B": store_pki.cart(2)}
@@ -281,10 +298,20 @@ ACTORS: dict[str, Actor] = {
     "hub": Actor("hub", HUB),
 }
 
-PROTOCOLS = [pytest.param(mqtt.MQTTv311, id="MQTT3.1.1"), pytest.param(mqtt.MQTTv5, id="MQTT5")]
+PROTOCOLS = {"MQTT3.1.1": mqtt.MQTTv311, "MQTT5": mqtt.MQTTv5}
 
 
-def open_actor(store: Store, hub: Probe, name: str, protocol: int) -> Probe:
+def matrix(rules: list[Pub] | list[Sub]) -> list[Any]:
+    """Every row under both protocol versions; hub rows once (the hub session speaks MQTT 5)."""
+    return [
+        pytest.param(rule, protocol, id=f"{rule.id}-{name}")
+        for rule in rules
+        for name, protocol in PROTOCOLS.items()
+        if rule.actor != "hub" or protocol == mqtt.MQTTv5
+    ]
+
+
+def open_actor(store: Store, hub: Probe, name: str, protocol: MQTTProtocolVersion) -> Probe:
     """A connected client for ``name``; the hub row reuses the observer (one hub session)."""
     if name == "hub":
         return hub
@@ -310,7 +337,12 @@ def fence(hub: Probe, observer: Probe, topic: str) -> None:
 
 @dataclass(frozen=True)
 class Pub:
-    """``actor`` publishes on ``topic``; the broker must deliver it iff ``allowed``."""
+    """``actor`` publishes on ``topic``; the broker must deliver it iff ``allowed``.
+
+    For a topic outside ``cartos/v1/s001/`` no identity may subscribe, so the hub's
+    non-delivery check is vacuous there; the PUBACK code and the broker log still
+    show the denial.
+    """
 
     actor: str
     topic: str
@@ -346,12 +378,19 @@ PUBLISH_MATRIX = [
     Pub("cart A", f"{ROOT}/{OTHER_STORE}/{CART_A}/events", False, "own id, other store"),
     Pub("cart A", topics.uplink(STORE, CART_A, "events") + "/x", False, "below its topics"),
     # The client id is the client's claim, not its identity.
-    Pub("cart A with cart B's client id", topics.uplink(STORE, CART_B, "events"), False, "%c"),
-    Pub("cart A with cart B's client id", topics.available(STORE, CART_B), False, "%c"),
-    Pub("cart A with cart B's client id", topics.command_response(STORE, CART_B), False, "%c"),
+    *(
+        Pub("cart A with cart B's client id", topic, False, "identity is the certificate CN")
+        for topic in (
+            topics.uplink(STORE, CART_B, "events"),
+            topics.available(STORE, CART_B),
+            topics.command_response(STORE, CART_B),
+        )
+    ),
     # So is the MQTT username: the certificate's CN replaces it.
-    Pub("cart A with the hub's username", topics.bundle_manifest(STORE), False, "CN wins"),
-    Pub("cart A with the hub's username", topics.ack(STORE, CART_B), False, "CN wins"),
+    *(
+        Pub("cart A with the hub's username", topic, False, "identity is the certificate CN")
+        for topic in (topics.bundle_manifest(STORE), topics.ack(STORE, CART_B))
+    ),
     # The hub writes downlink and bundles, never a cart's uplink.
     Pub("hub", topics.ack(STORE, CART_A), True, "acks"),
     Pub("hub", topics.command_request(STORE, CART_A), True, "commands"),
@@ -361,19 +400,14 @@ PUBLISH_MATRIX = [
 ]
 
 
-@needs_broker
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("rule", PUBLISH_MATRIX, ids=lambda r: r.id)
-def test_publish_matrix(store: Store, hub: Probe, rule: Pub, protocol: int) -> None:
+@pytest.mark.parametrize(("rule", "protocol"), matrix(PUBLISH_MATRIX))
+def test_publish_matrix(store: Store, hub: Probe, rule: Pub, protocol: MQTTProtocolVersion) -> None:
     """One row of the write side of the ACL, proven by delivery to (or absence at) the hub."""
     actor = open_actor(store, hub, rule.actor, protocol)
-    # The hub observer is MQTT 5; its own protocol governs its PUBACKs.
-    actor_protocol = mqtt.MQTTv5 if actor is hub else protocol
     log_start = len(store.broker.log_text())
     payload = unique("probe")
     try:
         puback = actor.publish(rule.topic, payload)
-        observable = rule.topic.startswith(f"{ROOT}/{STORE}/")
         fence(hub, hub, topics.ack(STORE, CART_A))
         denied_line = f"Denied PUBLISH from {ACTORS[rule.actor].identity}"
         if rule.allowed:
@@ -382,8 +416,7 @@ def test_publish_matrix(store: Store, hub: Probe, rule: Pub, protocol: int) -> N
             assert denied_line not in store.broker.log_text()[log_start:]
         else:
             assert not hub.got(payload), f"{rule.why}: the hub received it"
-            assert observable or rule.topic.startswith(f"{ROOT}/{OTHER_STORE}/")
-            if actor_protocol == mqtt.MQTTv5:
+            if protocol == mqtt.MQTTv5:
                 assert puback.value == NOT_AUTHORIZED, puback
             else:
                 assert not puback.is_failure  # 3.1.1: silently dropped
@@ -401,13 +434,19 @@ def test_publish_matrix(store: Store, hub: Probe, rule: Pub, protocol: int) -> N
 
 @dataclass(frozen=True)
 class Sub:
-    """``actor`` subscribes to ``filter``; ``feeder`` then publishes on ``probe_topic``."""
+    """``actor`` subscribes to ``filter``; ``feeder`` publishes on ``probe_topic``.
+
+    With ``retained`` the feeder publishes first, as a retained message, which the
+    broker hands to the subscriber at SUBSCRIBE time (state, availability and
+    bundles are retained in the protocol).
+    """
 
     actor: str
     filter: str
     allowed: bool
     feeder: str
     probe_topic: str = ""
+    retained: bool = False
 
     @property
     def topic(self) -> str:
@@ -416,7 +455,8 @@ class Sub:
     @property
     def id(self) -> str:
         verdict = "allowed" if self.allowed else "DENIED"
-        return f"{self.actor} reads {self.filter}: {verdict}"
+        retained = " (retained)" if self.retained else ""
+        return f"{self.actor} reads {self.filter}{retained}: {verdict}"
 
 
 SUBSCRIBE_MATRIX = [
@@ -425,11 +465,21 @@ SUBSCRIBE_MATRIX = [
     Sub("cart A", topics.command_request(STORE, CART_A), True, "hub"),
     Sub("cart A", topics.bundle_manifest(STORE), True, "hub"),
     Sub("cart A", topics.bundle_parts_filter(STORE), True, "hub", BUNDLE_CHUNK),
+    Sub("cart A", topics.bundle_manifest(STORE), True, "hub", retained=True),
     # ... and nothing of another cart, nor wildcards that would cover other carts.
     Sub("cart A", topics.ack(STORE, CART_B), False, "hub"),
     Sub("cart A", topics.command_request(STORE, CART_B), False, "hub"),
     Sub("cart A", topics.uplink(STORE, CART_B, "events"), False, "cart B"),
     Sub("cart A", topics.state(STORE, CART_B), False, "cart B"),
+    Sub("cart A", topics.state(STORE, CART_B), False, "cart B", retained=True),
+    Sub(
+        "cart A",
+        f"{ROOT}/{STORE}/+/available",
+        False,
+        "cart B",
+        topics.available(STORE, CART_B),
+        retained=True,
+    ),
     Sub("cart A", f"{ROOT}/{STORE}/+/ack", False, "hub", topics.ack(STORE, CART_B)),
     Sub("cart A", f"{ROOT}/{STORE}/#", False, "hub", topics.ack(STORE, CART_B)),
     Sub("cart A", "#", False, "hub", topics.ack(STORE, CART_B)),
@@ -448,35 +498,38 @@ SUBSCRIBE_MATRIX = [
 ]
 
 
-@needs_broker
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("rule", SUBSCRIBE_MATRIX, ids=lambda r: r.id)
-def test_subscribe_matrix(store: Store, hub: Probe, rule: Sub, protocol: int) -> None:
-    """One row of the read side: SUBACK code, then delivery (or not) of a real message."""
+@pytest.mark.parametrize(("rule", "protocol"), matrix(SUBSCRIBE_MATRIX))
+def test_subscribe_matrix(
+    store: Store, hub: Probe, rule: Sub, protocol: MQTTProtocolVersion
+) -> None:
+    """One row of the read side: a real message on the topic must (not) reach the reader."""
     actor = open_actor(store, hub, rule.actor, protocol)
     own_ack = topics.ack(STORE, ACTORS[rule.actor].identity)
     feeder: Probe | None = None
+    source = hub if rule.feeder == "hub" else actor
+    payload = unique("probe")
     try:
+        if rule.feeder not in ("hub", rule.actor):
+            feeder = source = open_actor(store, hub, rule.feeder, mqtt.MQTTv5)
         assert not actor.subscribe(own_ack).is_failure  # the fence's channel
-        suback = actor.subscribe(rule.filter)
-        if rule.feeder == "hub":
-            source = hub
-        elif rule.feeder == rule.actor:
-            source = actor
+        if rule.retained:
+            assert not source.publish(rule.topic, payload, retain=True).is_failure
+            suback = actor.subscribe(rule.filter)
         else:
-            feeder = open_actor(store, hub, rule.feeder, mqtt.MQTTv5)
-            source = feeder
-        payload = unique("probe")
-        assert not source.publish(rule.topic, payload).is_failure, "feeder may write here"
+            suback = actor.subscribe(rule.filter)
+            assert not source.publish(rule.topic, payload).is_failure, "feeder may write here"
         fence(hub, actor, own_ack)
         if rule.allowed:
             assert not suback.is_failure, suback
             assert actor.got(payload), "not delivered"
         else:
-            expected = NOT_AUTHORIZED if protocol == mqtt.MQTTv5 else SUBACK_FAILURE_V311
-            assert suback.value == expected, suback
             assert not actor.got(payload), "delivered despite the ACL"
+            if suback.is_failure:  # not with Mosquitto 2.0 (see the module docstring)
+                expected = NOT_AUTHORIZED if protocol == mqtt.MQTTv5 else SUBACK_FAILURE_V311
+                assert suback.value == expected, suback
     finally:
+        if rule.retained:  # clear it, so later rows start from an empty retained store
+            source.publish(rule.topic, b"", retain=True)
         if feeder is not None:
             feeder.close()
         actor.close()
@@ -485,10 +538,7 @@ def test_subscribe_matrix(store: Store, hub: Probe, rule: Sub, protocol: int) ->
 # -- identity is the certificate ---------------------------------------------------------
 
 
-@needs_broker
-def test_spoofed_client_id_cannot_take_over_another_carts_session(
-    store: Store, hub: Probe
-) -> None:
+def test_spoofed_client_id_cannot_take_over_another_carts_session(store: Store, hub: Probe) -> None:
     """Cart A claiming cart B's client id neither disconnects B nor receives B's messages.
 
     ``use_username_as_clientid`` replaces the claimed id by the certificate CN,
@@ -499,7 +549,7 @@ def test_spoofed_client_id_cannot_take_over_another_carts_session(
     spoofer = Probe(store.broker, store.files["cart A"], client_id=CART_B).connected()
     try:
         assert not cart_b.subscribe(topics.ack(STORE, CART_B)).is_failure
-        assert spoofer.subscribe(topics.ack(STORE, CART_B)).is_failure
+        spoofer.subscribe(topics.ack(STORE, CART_B))  # granted, but read is checked per message
         assert not spoofer.subscribe(topics.ack(STORE, CART_A)).is_failure
         payload = unique("for-b")
         hub.publish(topics.ack(STORE, CART_B), payload)
@@ -513,26 +563,96 @@ def test_spoofed_client_id_cannot_take_over_another_carts_session(
         cart_b.close()
 
 
+@pytest.mark.parametrize(
+    ("owner", "allowed"), [(CART_A, True), (CART_B, False)], ids=["own: allowed", "B's: DENIED"]
+)
+def test_last_will_only_on_own_availability(
+    store: Store, hub: Probe, owner: str, allowed: bool
+) -> None:
+    """Cart A's last will is published only on its own ``available`` topic.
+
+    Mosquitto accepts the CONNECT and checks the will when it fires, so a will
+    aimed at cart B's availability (announcing B offline) is silently dropped.
+    """
+    will = unique("will")
+    probe = Probe(store.broker, store.files["cart A"], client_id=CART_A)
+    probe.client.will_set(topics.available(STORE, owner), will, qos=1)
+    log_start = len(store.broker.log_text())
+    assert probe.connect().connected
+    probe.client.loop_stop()
+    probe._looping = False
+    sock = probe.client.socket()
+    assert sock is not None
+    sock.close()  # vanish without DISCONNECT: the will fires
+    closed = f"Client {CART_A} closed its connection"
+    assert store.broker.wait_for_log(closed, start=log_start)
+    fence(hub, hub, topics.ack(STORE, CART_A))
+    assert hub.got(will) is allowed
+    probe.close()
+
+
+def test_without_username_as_clientid_the_acl_still_holds_but_sessions_can_be_hijacked(
+    tmp_path: Path,
+) -> None:
+    """Each of the two defences on its own: why the shipped config sets both.
+
+    With ``use_username_as_clientid false`` the ACL (``%u``) alone still keeps
+    cart A out of cart B's topics, but a claimed client id now disconnects B.
+    """
+    require_broker()
+    store_pki = StorePki.create(tmp_path / "pki")
+    hub_files, a, b = store_pki.hub(), store_pki.cart(1), store_pki.cart(2)
+    broker = TlsBroker(
+        store_pki, tmp_path / "broker", overrides={"use_username_as_clientid": "false"}
+    )
+    broker.start()
+    probes: list[Probe] = []
+    try:
+        hub = Probe(broker, hub_files, client_id=HUB).connected()
+        probes.append(hub)
+        assert not hub.subscribe(f"{ROOT}/{STORE}/#").is_failure
+        cart_b = Probe(broker, b, client_id=CART_B).connected()
+        probes.append(cart_b)
+        spoofer = Probe(broker, a, client_id=CART_B).connected()
+        probes.append(spoofer)
+        with cart_b._cond:
+            assert cart_b._cond.wait_for(lambda: cart_b.disconnected is not None, TIMEOUT)
+        payload = unique("spoof")
+        assert spoofer.publish(topics.uplink(STORE, CART_B, "events"), payload).value == (
+            NOT_AUTHORIZED
+        )
+        fence(hub, hub, topics.ack(STORE, CART_A))
+        assert not hub.got(payload)
+    finally:
+        for probe in probes:
+            probe.close()
+        broker.stop()
+
+
 # -- who may connect at all ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Conn:
-    """A client that must be refused before MQTT starts, and the TLS alert expected."""
+    """A client that must be refused during the TLS handshake, before MQTT starts."""
 
     name: str
-    alert: tuple[str, ...]
-    """Any of these substrings in the failure (OpenSSL's alert names vary by TLS version)."""
+    broker_says: str
+    """The OpenSSL error Mosquitto logs for it. The client often sees only an EOF (the
+    broker closes before its alert is read), so the broker's side is what is checked."""
 
+
+NO_CERT = "peer did not return a certificate"
+VERIFY_FAILED = "certificate verify failed"
 
 CONNECT_MATRIX = [
-    Conn("no client certificate", ("CERTIFICATE_REQUIRED", "HANDSHAKE_FAILURE")),
-    Conn("no certificate, hub's username and a password", ("CERTIFICATE_REQUIRED", "HANDSHAKE")),
-    Conn("plain MQTT, no TLS", ()),
-    Conn("cart certificate of another store's CA", ("UNKNOWN_CA",)),
-    Conn("hub certificate of an impostor CA with the same name", ("DECRYPT_ERROR", "UNKNOWN_CA")),
-    Conn("expired cart certificate", ("CERTIFICATE_EXPIRED",)),
-    Conn("broker's server certificate used as a client", ("UNSUPPORTED_CERTIFICATE",)),
+    Conn("no client certificate", NO_CERT),
+    Conn("no certificate, hub's username and a password", NO_CERT),
+    Conn("plain MQTT, no TLS", "wrong version number"),
+    Conn("cart certificate of another store's CA", VERIFY_FAILED),
+    Conn("hub certificate of an impostor CA with the same name", VERIFY_FAILED),
+    Conn("expired cart certificate", VERIFY_FAILED),
+    Conn("broker's server certificate used as a client", VERIFY_FAILED),
 ]
 
 
@@ -567,25 +687,23 @@ def refused_client(store: Store, name: str, tmp: Path) -> Probe:
     raise AssertionError(name)
 
 
-@needs_broker
 @pytest.mark.parametrize("case", CONNECT_MATRIX, ids=lambda c: f"{c.name}: REFUSED")
 def test_connect_refused(store: Store, case: Conn, tmp_path: Path) -> None:
     """Clients without a valid certificate of this store's CA never reach MQTT."""
     probe = refused_client(store, case.name, tmp_path)
+    log_start = len(store.broker.log_text())
     try:
         outcome = probe.connect()
     finally:
         probe.close()
     assert not outcome.connected, f"{case.name} was let in"
     assert probe.connack is None, f"refused after MQTT started: {outcome.detail}"
-    if case.alert:
-        assert any(a in outcome.detail.upper() for a in case.alert), outcome.detail
+    assert store.broker.wait_for_log(case.broker_says, start=log_start), outcome.detail
 
 
 # -- revocation ----------------------------------------------------------------------------
 
 
-@needs_broker
 def test_revoked_certificate_is_refused_after_the_broker_reloads_the_crl(
     tmp_path: Path,
 ) -> None:
@@ -595,6 +713,7 @@ def test_revoked_certificate_is_refused_after_the_broker_reloads_the_crl(
     survives a reload, so revocation is completed by a restart, after which the
     cart's reconnect is refused while everyone else (and retained bundles) is fine.
     """
+    require_broker()
     store_pki = StorePki.create(tmp_path / "pki")
     hub_files, cart3, cart4 = store_pki.hub(), store_pki.cart(3), store_pki.cart(4)
     broker = TlsBroker(store_pki, tmp_path / "broker")
@@ -615,14 +734,18 @@ def test_revoked_certificate_is_refused_after_the_broker_reloads_the_crl(
         probes.append(live)
 
         crl = pki.revoke(
-            store_pki.ca, store_pki.crl, cart3.credential.certificate,
+            store_pki.ca,
+            store_pki.crl,
+            cart3.credential.certificate,
             reason=x509.ReasonFlags.key_compromise,
         )
         assert pki.is_revoked(crl, cart3.credential.certificate)
         broker.reload()
         time.sleep(0.3)
+        log_start = len(broker.log_text())
         outcome = attempt(cart3)
-        assert not outcome.connected and "REVOKED" in outcome.detail.upper(), outcome.detail
+        assert not outcome.connected, "revoked certificate accepted after a reload"
+        assert broker.wait_for_log(VERIFY_FAILED, start=log_start), outcome.detail
         assert live.still_connected(), "a reload cuts live connections after all"
 
         broker.restart()
@@ -638,12 +761,12 @@ def test_revoked_certificate_is_refused_after_the_broker_reloads_the_crl(
         broker.stop()
 
 
-@needs_broker
 def test_stale_crl_locks_everyone_out_until_refreshed(tmp_path: Path) -> None:
     """A CRL past its nextUpdate makes OpenSSL refuse every client, the hub included.
 
     This is why :func:`pki.refresh_crl` exists and must run on a timer.
     """
+    require_broker()
     store_pki = StorePki.create(tmp_path / "pki")
     hub_files = store_pki.hub()
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
@@ -654,8 +777,8 @@ def test_stale_crl_locks_everyone_out_until_refreshed(tmp_path: Path) -> None:
         probe = Probe(broker, hub_files, client_id=HUB)
         outcome = probe.connect()
         probe.close()
-        assert not outcome.connected
-        assert "EXPIRED" in outcome.detail.upper(), outcome.detail
+        assert not outcome.connected, "a stale CRL was accepted"
+        assert broker.wait_for_log(VERIFY_FAILED), outcome.detail
 
         pki.refresh_crl(store_pki.ca, store_pki.crl)
         broker.restart()
@@ -761,3 +884,111 @@ def test_revocation_accumulates_and_refuses_foreign_material(tmp_path: Path) -> 
         pki.revoke(other, crl_path, foreign)  # the CRL on disk is not ``other``'s
     refreshed = pki.refresh_crl(ca, crl_path)
     assert len(list(refreshed)) == 2
+
+
+# -- the transport is not what makes a bundle trustworthy --------------------------------
+
+
+def test_rogue_publisher_behind_a_wrong_acl_is_still_rejected_by_signature_checks(
+    tmp_path: Path,
+) -> None:
+    """A broker misconfigured to let carts write bundles does not get a forged bundle installed.
+
+    Cart B (a valid certificate: a stolen or compromised cart) publishes on the
+    store's bundle topics of a broker whose ACL was deliberately widened. Cart A
+    receives everything over TLS, exactly as it would a genuine bundle, and its
+    bundle store still refuses each forgery, while the hub's genuine bundle is
+    applied. The wire wrapping of envelopes and chunks (``payloads``) is left out:
+    what matters is that the bytes reaching the verifier are the attacker's.
+    """
+    require_broker()
+    now = int(time.time())
+    day = 86_400
+    root = generate_private_key()
+    hub_key = issue_signing_key(root, "hub-key-1", not_before=now - day, not_after=now + day)
+    applied: list[int] = []
+
+    def apply(manifest: Manifest, _parts: Any, _conn: Any) -> None:
+        applied.append(manifest.version)
+
+    def restore(_manifest: Any, _parts: Any, _conn: Any) -> None:
+        raise AssertionError("nothing to roll back")
+
+    bundles = BundleStore(
+        tmp_path / "bundles.db",
+        root_key=public_key_hex(root),
+        store_id=STORE,
+        apply=apply,
+        restore=restore,
+        certificates=[hub_key.certificate_envelope],
+        clock=lambda: now,
+    )
+
+    def bundle(data: bytes, key_id: str = hub_key.key_id) -> tuple[Manifest, bytes]:
+        manifest = build_manifest(
+            bundle_type="catalogue",
+            store=STORE,
+            version=1,
+            issued_at=now - 60,
+            expires_at=now + day,
+            key_id=key_id,
+            parts={"rows": ("catalogue_rows", data)},
+        )
+        return manifest, data
+
+    genuine, genuine_rows = bundle(b'{"sku":"A1"}\n')
+    evil_rows = b'{"sku":"A1","price":0}\n'
+    forged_same_id, _ = bundle(evil_rows)
+    rogue_key = issue_signing_key(
+        generate_private_key(), "rogue-1", not_before=now - day, not_after=now + day
+    )
+    forged_own_key, _ = bundle(evil_rows, key_id=rogue_key.key_id)
+    attacks = {
+        # Signed with a key the root never certified, claiming the hub key's id.
+        "bad_signature": (sign_manifest(forged_same_id, generate_private_key()), evil_rows),
+        # Signed by a key certified by the attacker's own root.
+        "unknown_key": (rogue_key.sign(forged_own_key), evil_rows),
+        # The genuine signed manifest, replayed with other part bytes of the same size.
+        "tampered_part": (hub_key.sign(genuine), b'{"sku":"Z9"}\n'),
+    }
+
+    store_pki = StorePki.create(tmp_path / "pki")
+    wrong_acl = pki.render_acl(STORE) + f"pattern readwrite {ROOT}/{STORE}/bundles/#\n"
+    broker = TlsBroker(store_pki, tmp_path / "broker", acl_text=wrong_acl)
+    broker.start()
+    probes: list[Probe] = []
+    manifest_topic = topics.bundle_manifest(STORE)
+    chunk_topic = topics.bundle_chunk(STORE, "1", "rows", 0)
+    ref = part_ref(STORE, "catalogue", 1, "rows")
+    try:
+        hub = Probe(broker, store_pki.hub(), client_id=HUB).connected()
+        rogue = Probe(broker, store_pki.cart(2), client_id=CART_B).connected()
+        cart = Probe(broker, store_pki.cart(1), client_id=CART_A).connected()
+        probes += [hub, rogue, cart]
+        assert not cart.subscribe(topics.bundle_parts_filter(STORE)).is_failure
+        assert not cart.subscribe(manifest_topic).is_failure
+
+        def deliver(sender: Probe, envelope: bytes, rows: bytes) -> dict[str, bytes]:
+            """Publish a manifest and its chunk; return what reached the cart, by topic."""
+            start = len(cart.messages)
+            assert not sender.publish(manifest_topic, envelope).is_failure
+            assert not sender.publish(chunk_topic, rows).is_failure
+            with cart._cond:
+                arrived = cart._cond.wait_for(lambda: len(cart.messages) >= start + 2, TIMEOUT)
+                assert arrived, "the widened ACL did not let it through"
+                return dict(cart.messages[start : start + 2])
+
+        for reason, (envelope, rows) in attacks.items():
+            got = deliver(rogue, envelope, rows)
+            outcome = bundles.offer(got[manifest_topic], {ref: got[chunk_topic]})
+            assert (outcome.status, outcome.reason) == ("rejected", reason), outcome
+        assert applied == [] and bundles.high_water("catalogue") == 0
+
+        got = deliver(hub, hub_key.sign(genuine), genuine_rows)
+        assert bundles.offer(got[manifest_topic], {ref: got[chunk_topic]}).accepted
+        assert applied == [1]
+    finally:
+        for probe in probes:
+            probe.close()
+        broker.stop()
+        bundles.close()

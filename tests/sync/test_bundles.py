@@ -80,7 +80,9 @@ class World:
             clock=lambda: self.now,
         )
 
-    def _apply(self, manifest: Manifest, parts: Mapping[str, bytes], conn: sqlite3.Connection) -> None:
+    def _apply(
+        self, manifest: Manifest, parts: Mapping[str, bytes], conn: sqlite3.Connection
+    ) -> None:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS cart_rows (type TEXT, name TEXT, version INT, data BLOB)"
         )
@@ -174,7 +176,11 @@ def sign_raw(key: SigningKey, manifest_text: bytes, *, alg: bytes = b'"Ed25519"'
     what a holder of a real signing key could send, so schema checks must catch it."""
     sig = keys_mod.sign(key.private_key, BUNDLE_DOMAIN, manifest_text)
     return (
-        b'{"alg":' + alg + b',"manifest":' + manifest_text + b',"signature":"'
+        b'{"alg":'
+        + alg
+        + b',"manifest":'
+        + manifest_text
+        + b',"signature":"'
         + sig.hex().encode()
         + b'"}'
     )
@@ -218,10 +224,15 @@ def test_happy_path_applies_records_and_survives_reopen(world: World) -> None:
 
 def test_types_are_versioned_independently(world: World) -> None:
     _accept(world, 7)
-    _accept(world, 1, bundle_type="model", parts={
-        "net": ("model", b"\x00tflite" * 100),
-        "card": ("model_card", b'{"name":"lite0"}'),
-    })
+    _accept(
+        world,
+        1,
+        bundle_type="model",
+        parts={
+            "net": ("model", b"\x00tflite" * 100),
+            "card": ("model_card", b'{"name":"lite0"}'),
+        },
+    )
     assert world.store.holding() == [
         {"store": STORE, "type": "catalogue", "version": 7},
         {"store": STORE, "type": "model", "version": 1},
@@ -268,7 +279,9 @@ def test_wrong_key(world: World, tmp_path: Path) -> None:
 def test_unsigned(world: World) -> None:
     manifest, parts = world.manifest(1)
     world.rejects(manifest.canonical(), parts, "unsigned")
-    world.rejects(canonical_json({"alg": "Ed25519", "manifest": manifest.to_dict()}), parts, "unsigned")
+    world.rejects(
+        canonical_json({"alg": "Ed25519", "manifest": manifest.to_dict()}), parts, "unsigned"
+    )
     world.rejects(
         canonical_json({"alg": "Ed25519", "manifest": manifest.to_dict(), "signature": ""}),
         parts,
@@ -282,8 +295,18 @@ def test_unsigned(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    "alg", [b'"ed25519"', b'"EdDSA"', b'"HS256"', b'"none"', b'""', b'null', b'["Ed25519"]',
-            b'"Ed25519 "', b'"Ed448"']
+    "alg",
+    [
+        b'"ed25519"',
+        b'"EdDSA"',
+        b'"HS256"',
+        b'"none"',
+        b'""',
+        b"null",
+        b'["Ed25519"]',
+        b'"Ed25519 "',
+        b'"Ed448"',
+    ],
 )
 def test_algorithm_confusion(world: World, alg: bytes) -> None:
     manifest, parts = world.manifest(1)
@@ -318,7 +341,9 @@ FIELD_CONFUSIONS: dict[str, Callable[[str], str]] = {
     "negative zero issued_at": lambda t: t.replace(f'"issued_at":{NOW - 60}', '"issued_at":-0'),
     "size as string": lambda t: t.replace('"size":20', '"size":"20"', 1),
     "size negative": lambda t: t.replace('"size":20', '"size":-20', 1),
-    "expires_at as float": lambda t: t.replace(f'"expires_at":{NOW + 7 * DAY}', '"expires_at":1.8e9'),
+    "expires_at as float": lambda t: t.replace(
+        f'"expires_at":{NOW + 7 * DAY}', '"expires_at":1.8e9'
+    ),
     "extra manifest field": lambda t: t.replace('"key_id"', '"debug":true,"key_id"'),
     "extra part field": lambda t: t.replace('"kind"', '"compressed":false,"kind"', 1),
     "duplicate version key": lambda t: t.replace('"version":3', '"version":3,"version":4'),
@@ -336,10 +361,13 @@ FIELD_CONFUSIONS: dict[str, Callable[[str], str]] = {
 
 @pytest.mark.parametrize("mutation", list(FIELD_CONFUSIONS))
 def test_field_and_type_confusion(world: World, mutation: str) -> None:
-    manifest, parts = world.manifest(3, parts={
-        "rows": ("catalogue_rows", b"x" * 20),
-        "thresholds": ("thresholds", b"t" * 20),
-    })
+    manifest, parts = world.manifest(
+        3,
+        parts={
+            "rows": ("catalogue_rows", b"x" * 20),
+            "thresholds": ("thresholds", b"t" * 20),
+        },
+    )
     text = _text(manifest)
     mutated = FIELD_CONFUSIONS[mutation](text)
     assert mutated != text, "mutation did not apply"
@@ -358,6 +386,23 @@ def test_extra_envelope_field_and_nested_certificate(world: World) -> None:
     world.rejects(
         canonical_json({**envelope, "signature": envelope["signature"].upper()}), parts, "malformed"
     )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 30_000 + b"]" * 30_000,
+        b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+        b"\xff\xfe{}",
+        b"\xef\xbb\xbf{}",
+        b'{"alg":"Ed25519","manifest":{"store":"\\ud800"},"signature":"' + b"a" * 128 + b'"}',
+        b"9" * 5000,
+        b"",
+    ],
+    ids=["deep-list", "deep-object", "not-utf8", "bom", "lone-surrogate", "huge-int", "empty"],
+)
+def test_hostile_json_is_malformed_not_a_crash(world: World, payload: bytes) -> None:
+    world.rejects(payload, {}, "malformed")
 
 
 def test_older_version(world: World) -> None:
@@ -431,14 +476,22 @@ def test_oversize_rejected_before_hashing(world: World, monkeypatch: pytest.Monk
     world.rejects(envelope, {**parts, ref: big}, "oversize")
     # A signed manifest declaring a part above the kind's cap (16 MiB for catalogue rows).
     huge = Manifest(
-        type="catalogue", store=STORE, version=1, issued_at=NOW - 60, expires_at=NOW + DAY,
+        type="catalogue",
+        store=STORE,
+        version=1,
+        issued_at=NOW - 60,
+        expires_at=NOW + DAY,
         key_id=world.key.key_id,
         parts=(PartSpec("rows", "catalogue_rows", "0" * 64, 16 * MIB + 1),),
     )
     world.rejects(world.key.sign(huge), {huge.part_ref("rows"): b""}, "oversize")
     # Parts each under their cap, but together above the total cap.
     many = Manifest(
-        type="catalogue", store=STORE, version=1, issued_at=NOW - 60, expires_at=NOW + DAY,
+        type="catalogue",
+        store=STORE,
+        version=1,
+        issued_at=NOW - 60,
+        expires_at=NOW + DAY,
         key_id=world.key.key_id,
         parts=tuple(PartSpec(f"rows{i}", "catalogue_rows", "0" * 64, 16 * MIB) for i in range(7)),
     )
@@ -485,7 +538,9 @@ def test_key_rotation(world: World) -> None:
     _accept(world, 1)
     old = world.key
     # Rotation without reflashing: the root certifies a new key, sent like any message.
-    new = issue_signing_key(world.root, "hub-2026b", not_before=NOW - DAY, not_after=NOW + 400 * DAY)
+    new = issue_signing_key(
+        world.root, "hub-2026b", not_before=NOW - DAY, not_after=NOW + 400 * DAY
+    )
     world.store.install_certificate(new.certificate_envelope)
     _accept(world, 2, key=new)
     # The old key is revoked by a root-signed revocation list.
@@ -524,12 +579,15 @@ def test_certificate_must_cover_store_and_issue_time(world: World) -> None:
     )
     world.store.install_certificate(elsewhere.certificate_envelope)
     world.rejects(*world.bundle(1, key=elsewhere), "key_scope")
-    lapsed = issue_signing_key(world.root, "hub-2025", not_before=NOW - 400 * DAY, not_after=NOW - 35 * DAY)
+    lapsed = issue_signing_key(
+        world.root, "hub-2025", not_before=NOW - 400 * DAY, not_after=NOW - 35 * DAY
+    )
     world.store.install_certificate(lapsed.certificate_envelope)
     world.rejects(*world.bundle(1, key=lapsed), "key_not_valid")
     # A key id names one key forever.
-    impostor = KeyCertificate(**{**world.key.certificate.__dict__,
-                                  "public_key": public_key_hex(generate_private_key())})
+    impostor = KeyCertificate(
+        **{**world.key.certificate.__dict__, "public_key": public_key_hex(generate_private_key())}
+    )
     with pytest.raises(BundleRejected) as info:
         world.store.install_certificate(issue_certificate(world.root, impostor))
     assert info.value.reason == "bad_certificate"
@@ -545,11 +603,15 @@ def test_domain_separation(world: World) -> None:
     # The root's certificate-domain signature replayed as a bundle signature: certify the
     # root key itself as a signing key, then present a certificate-domain signature.
     root_as_signer = KeyCertificate(
-        key_id="root-misuse", public_key=public_key_hex(world.root),
-        not_before=NOW - DAY, not_after=NOW + DAY,
+        key_id="root-misuse",
+        public_key=public_key_hex(world.root),
+        not_before=NOW - DAY,
+        not_after=NOW + DAY,
     )
     world.store.install_certificate(issue_certificate(world.root, root_as_signer))
-    manifest, parts = world.manifest(1, key=SigningKey("root-misuse", world.root, root_as_signer, b""))
+    manifest, parts = world.manifest(
+        1, key=SigningKey("root-misuse", world.root, root_as_signer, b"")
+    )
     cert_domain_sig = keys_mod.sign(world.root, CERTIFICATE_DOMAIN, manifest.canonical())
     envelope = canonical_json(
         {"alg": "Ed25519", "manifest": manifest.to_dict(), "signature": cert_domain_sig.hex()}
@@ -557,8 +619,12 @@ def test_domain_separation(world: World) -> None:
     before = world.digest()
     world.rejects(envelope, parts, "bad_signature")
     # ... and a bundle-domain signature over certificate bytes is not a certificate.
-    body = KeyCertificate(key_id="sneaky", public_key=public_key_hex(generate_private_key()),
-                          not_before=NOW - DAY, not_after=NOW + DAY).to_dict()
+    body = KeyCertificate(
+        key_id="sneaky",
+        public_key=public_key_hex(generate_private_key()),
+        not_before=NOW - DAY,
+        not_after=NOW + DAY,
+    ).to_dict()
     bundle_domain_sig = keys_mod.sign(world.root, BUNDLE_DOMAIN, canonical_json(body))
     forged_cert = canonical_json(
         {"alg": "Ed25519", "certificate": body, "signature": bundle_domain_sig.hex()}

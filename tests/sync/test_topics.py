@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -60,8 +61,8 @@ def all_topics() -> list[tuple[str, Topic]]:
         (topics.command_response(STORE, CART), Topic(Kind.CMD_RES, STORE, CART)),
         (topics.bundle_manifest(STORE), Topic(Kind.BUNDLE_MANIFEST, STORE)),
         (
-            topics.bundle_chunk(STORE, "2026.11.3", "catalog", 12),
-            Topic(Kind.BUNDLE_CHUNK, STORE, version="2026.11.3", part="catalog", chunk=12),
+            topics.bundle_chunk(STORE, "catalogue-42", "rows", 12),
+            Topic(Kind.BUNDLE_CHUNK, STORE, bundle="catalogue-42", part="rows", chunk=12),
         ),
     ]
     return cases
@@ -77,7 +78,7 @@ def test_layout_is_the_documented_one() -> None:
         Kind.CMD_REQ: f"cartos/v1/{STORE}/{CART}/cmd/req",
         Kind.CMD_RES: f"cartos/v1/{STORE}/{CART}/cmd/res",
         Kind.BUNDLE_MANIFEST: f"cartos/v1/{STORE}/bundles/manifest",
-        Kind.BUNDLE_CHUNK: f"cartos/v1/{STORE}/bundles/parts/2026.11.3/catalog/12",
+        Kind.BUNDLE_CHUNK: f"cartos/v1/{STORE}/bundles/parts/catalogue-42/rows/12",
     }
     assert topics.uplink(STORE, CART, "events") == f"cartos/v1/{STORE}/{CART}/events"
 
@@ -123,12 +124,12 @@ def test_any_valid_ids_round_trip(store: str, cart: str, stream: str) -> None:
         assert parsed.render() == topic
 
 
-@given(store=segments, version=segments, part=segments, chunk=st.integers(0, 999_999))
+@given(store=segments, bundle=segments, part=segments, chunk=st.integers(0, 999_999))
 @settings(max_examples=200, deadline=None)
-def test_any_valid_bundle_chunk_round_trips(store: str, version: str, part: str, chunk: int) -> None:
-    topic = topics.bundle_chunk(store, version, part, chunk)
+def test_any_valid_bundle_chunk_round_trips(store: str, bundle: str, part: str, chunk: int) -> None:
+    topic = topics.bundle_chunk(store, bundle, part, chunk)
     parsed = topics.parse(topic)
-    assert (parsed.version, parsed.part, parsed.chunk) == (version, part, chunk)
+    assert (parsed.bundle, parsed.part, parsed.chunk) == (bundle, part, chunk)
     assert parsed.render() == topic
 
 
@@ -143,7 +144,8 @@ BUILDERS: list[Callable[[object], str]] = [
     lambda v: topics.bundle_manifest(v),  # type: ignore[arg-type]
     lambda v: topics.bundle_chunk(STORE, v, "catalog", 0),  # type: ignore[arg-type]
     lambda v: topics.bundle_chunk(STORE, "1", v, 0),  # type: ignore[arg-type]
-    lambda v: topics.bundle_parts_filter(STORE, v),  # type: ignore[arg-type]
+    # None is legitimate here (every bundle), so this one is tried with "" instead
+    lambda v: topics.bundle_parts_filter(STORE, "" if v is None else v),  # type: ignore[arg-type]
     lambda v: topics.cart_subscriptions(STORE, v)[0].filter,  # type: ignore[arg-type]
     lambda v: topics.hub_subscriptions(v)[0].filter,  # type: ignore[arg-type]
 ]
@@ -232,7 +234,7 @@ def test_render_refuses_incomplete_topics() -> None:
     with pytest.raises(TopicError):
         Topic(Kind.ACK, STORE).render()
     with pytest.raises(TopicError):
-        Topic(Kind.BUNDLE_CHUNK, STORE, version="1").render()
+        Topic(Kind.BUNDLE_CHUNK, STORE, bundle="model-1").render()
 
 
 def test_cart_subscriptions_cover_exactly_what_a_cart_receives() -> None:
@@ -251,11 +253,12 @@ def test_cart_subscriptions_cover_exactly_what_a_cart_receives() -> None:
     assert not received(topics.uplink(STORE, CART, "events"))
     assert not received(topics.command_response(STORE, CART))
     assert not received(topics.bundle_manifest("store-043"))
-    # chunks only through the per-version filter, while downloading
-    chunk = topics.bundle_chunk(STORE, "7", "model", 3)
+    # chunks only through the per-bundle filter, while downloading
+    chunk = topics.bundle_chunk(STORE, topics.bundle_ref("model", 7), "model", 3)
     assert not received(chunk)
-    assert mqtt.topic_matches_sub(topics.bundle_parts_filter(STORE, "7"), chunk)
-    assert not mqtt.topic_matches_sub(topics.bundle_parts_filter(STORE, "8"), chunk)
+    assert mqtt.topic_matches_sub(topics.bundle_parts_filter(STORE, "model-7"), chunk)
+    assert not mqtt.topic_matches_sub(topics.bundle_parts_filter(STORE, "model-8"), chunk)
+    assert not mqtt.topic_matches_sub(topics.bundle_parts_filter(STORE, "catalogue-7"), chunk)
     assert mqtt.topic_matches_sub(topics.bundle_parts_filter(STORE), chunk)
 
 
@@ -273,3 +276,26 @@ def test_hub_subscriptions_cover_every_cart_published_topic() -> None:
     for f in filters:
         assert f.startswith(f"cartos/v1/{STORE}/+/")
         assert "#" not in f
+
+
+def test_bundle_ref_names_one_release_of_one_type() -> None:
+    assert topics.bundle_ref("catalogue", 42) == "catalogue-42"
+    assert topics.bundle_ref("model", 2**63 - 1) == f"model-{2**63 - 1}"
+    assert topics.bundle_ref("catalogue", 7) != topics.bundle_ref("model", 7)
+    for bad_type in ("", "Catalogue", "cat-alogue", "1model", "x" * 33, "mödel", None):
+        with pytest.raises(TopicError):
+            topics.bundle_ref(bad_type, 1)  # type: ignore[arg-type]
+    for bad_version in (0, -1, 2**63, True, "7", 7.0):
+        with pytest.raises(TopicError):
+            topics.bundle_ref("model", bad_version)  # type: ignore[arg-type]
+
+
+def test_docs_list_every_topic_and_schema() -> None:
+    """docs/mqtt.md is the published contract; it must not fall behind the code."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "mqtt.md").read_text(encoding="utf-8")
+    for spec in topics.SPECS.values():
+        assert f"`{spec.schema}`" in text, spec.schema
+    for leaf in (*STREAMS, "available", "state", "ack", "cmd/req", "cmd/res"):
+        assert f"`cartos/v1/<store>/<cart>/{leaf}`" in text, leaf
+    assert "`cartos/v1/<store>/bundles/manifest`" in text
+    assert "`cartos/v1/<store>/bundles/parts/<bundle>/<part>/<chunk>`" in text

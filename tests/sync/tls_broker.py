@@ -3,8 +3,8 @@
 The broker is started from ``packaging/mosquitto/mosquitto.conf`` and
 ``packaging/mosquitto/acl`` with only what cannot be shipped rewritten: file
 paths (into a temporary directory), the listener port (a free one on
-127.0.0.1), the user to run as, and the log level (debug, so the tests can
-read "Denied PUBLISH" lines). Every other line, ``require_certificate``,
+127.0.0.1), the user to run as, and logging (everything, to stderr, captured in
+a file, so the tests can read "Denied PUBLISH" lines). Every other line, ``require_certificate``,
 ``use_identity_as_username``, ``use_username_as_clientid``, ``crlfile`` and the
 ACL included, is the shipped text, so the tests check what is deployed.
 """
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+import pytest
+
 from cartos.sync import pki
 
 PACKAGING: Final = Path(__file__).resolve().parents[2] / "packaging" / "mosquitto"
@@ -33,10 +35,23 @@ EXAMPLE_STORE: Final = "s001"
 
 
 def mosquitto_binary() -> str | None:
-    """Path of the ``mosquitto`` broker, or None when it is not installed."""
-    return shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
-    )
+    """The ``mosquitto`` broker (``CARTOS_MOSQUITTO``, PATH, /usr/sbin), or None."""
+    override = os.environ.get("CARTOS_MOSQUITTO")
+    if override:
+        return override if os.access(override, os.X_OK) else None
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    return shutil.which("mosquitto", path=path)
+
+
+def require_broker() -> str:
+    """The broker executable; skip the test without one (fail under CARTOS_REQUIRE_BROKER=1)."""
+    binary = mosquitto_binary()
+    if binary is None:
+        reason = "mosquitto is not installed (apt-get install mosquitto, or set CARTOS_MOSQUITTO)"
+        if os.environ.get("CARTOS_REQUIRE_BROKER") == "1":
+            pytest.fail(f"CARTOS_REQUIRE_BROKER=1 but {reason}")
+        pytest.skip(reason)
+    return binary
 
 
 def mosquitto_version() -> str:
@@ -132,6 +147,8 @@ class TlsBroker:
     acl_text: str = field(default_factory=lambda: SHIPPED_ACL.read_text(encoding="utf-8"))
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
+    overrides: dict[str, str] = field(default_factory=dict)
+    """Options whose shipped value a test replaces on purpose (``{"option": "value"}``)."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -176,13 +193,21 @@ class TlsBroker:
             elif key == "log_type":
                 if "log_type" not in seen:
                     out.append("log_type all")
+            elif key == "log_dest":
+                if "log_dest" not in seen:
+                    out.append("log_dest stderr")
+            elif key in self.overrides:
+                out.append(f"{key} {self.overrides[key]}")
             else:
                 out.append(raw)
             if key:
                 seen.add(key)
         missing = {*_PATH_OPTIONS, "persistence_location", "listener", "log_type"} - seen
+        missing |= set(self.overrides) - seen
         if missing:
             raise AssertionError(f"shipped mosquitto.conf lacks {sorted(missing)}")
+        if "log_dest" not in seen:
+            out.append("log_dest stderr")
         # Stay the invoking user: as root, Mosquitto would otherwise switch to the
         # "mosquitto" user, which cannot read the test's 0600 keys.
         out.append(f"user {getpass.getuser()}")
@@ -190,9 +215,7 @@ class TlsBroker:
 
     def start(self, timeout: float = 10.0) -> None:
         """Write the config and ACL, start Mosquitto and wait until the port accepts."""
-        binary = mosquitto_binary()
-        if binary is None:
-            raise RuntimeError("mosquitto is not installed")
+        binary = require_broker()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.acl_path.write_text(self.acl_text, encoding="utf-8")
         self.config_path.write_text(self.render_config(), encoding="utf-8")
@@ -238,7 +261,10 @@ class TlsBroker:
         self.start()
 
     def reload(self) -> None:
-        """Send SIGHUP (re-reads the ACL and, per the changelog, certificates and CRL)."""
+        """Send SIGHUP: Mosquitto re-reads the ACL, its certificate and the CRL.
+
+        The new CRL applies to new handshakes only; live connections stay up.
+        """
         if self.process is None:
             raise RuntimeError("broker is not running")
         self.process.send_signal(signal.SIGHUP)
@@ -251,7 +277,7 @@ class TlsBroker:
             return ""
 
     def wait_for_log(self, needle: str, timeout: float = 2.0, start: int = 0) -> bool:
-        """Whether ``needle`` appears in the log (after byte offset ``start``) within ``timeout``."""
+        """Whether ``needle`` appears in the log (after offset ``start``) within ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             if needle in self.log_text()[start:]:

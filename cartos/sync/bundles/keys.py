@@ -158,7 +158,7 @@ class KeyCertificate:
         if not isinstance(obj, dict):
             reject("malformed", "certificate is not a JSON object")
         fields = set(obj)
-        if not _CERT_REQUIRED <= fields or fields - _CERT_REQUIRED - _CERT_OPTIONAL:
+        if not fields >= _CERT_REQUIRED or fields - _CERT_REQUIRED - _CERT_OPTIONAL:
             reject("malformed", "certificate fields")
         key_id = str_field(obj, "key_id", KEY_ID_PATTERN)
         public_key = str_field(obj, "public_key", PUBLIC_KEY_PATTERN)

@@ -239,7 +239,9 @@ def exact_fields(obj: Any, fields: frozenset[str], what: str) -> dict[str, Any]:
     return obj
 
 
-def int_field(obj: Mapping[str, Any], name: str, lo: int, hi: int, *, code: str = "malformed") -> int:
+def int_field(
+    obj: Mapping[str, Any], name: str, lo: int, hi: int, *, code: str = "malformed"
+) -> int:
     """An exact JSON integer (``bool`` is not an integer here) within ``lo..hi``."""
     value = obj[name]
     if type(value) is not int:
@@ -416,7 +418,12 @@ def build_manifest(
         "expires_at": expires_at,
         "key_id": key_id,
         "parts": [
-            {"name": name, "kind": kind, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            {
+                "name": name,
+                "kind": kind,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+            }
             for name, (kind, data) in parts.items()
         ],
     }

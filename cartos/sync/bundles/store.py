@@ -197,8 +197,12 @@ class BundleStore:
         except sqlite3.Error as exc:
             self._conn.close()
             raise BundleStoreError(f"cannot open bundle store {self.path}: {exc}") from exc
-        for envelope in certificates:
-            self.install_certificate(envelope)
+        try:
+            for envelope in certificates:
+                self.install_certificate(envelope)
+        except BaseException:
+            self._conn.close()
+            raise
 
     # -- lifecycle -----------------------------------------------------------------------
 
