@@ -249,5 +249,26 @@ def runtime_cmd(rate: float, seconds: float, as_json: bool, out: Path | None) ->
     click.echo(json.dumps(results))
 
 
+@bench.command("sync")
+@click.option("--messages", type=int, default=10_000, show_default=True,
+              help="Corrections the cart writes and uplinks.")
+@click.option("--outages", type=int, default=100, show_default=True,
+              help="Random faults: broker SIGKILL + restart, connection reset, cart SIGKILL.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line on stdout.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@reports_errors
+def sync_cmd(messages: int, outages: int, seed: int, as_json: bool, out: Path | None) -> None:
+    """Corrections from one cart to the hub through outages, on a real Mosquitto."""
+    from cartos.bench.sync import run
+
+    say = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
+    result = run(messages=messages, outages=outages, seed=seed, log=say)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    click.echo(json.dumps(result))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)

@@ -1,0 +1,144 @@
+"""The hub's receiving loop: uplink messages in, one durable commit per batch, acks out.
+
+Messages arrive on the MQTT client's thread and are only queued there; one
+worker takes whatever has arrived (up to ``batch`` messages or ``linger_s``),
+commits it in one transaction, and only then publishes, per cart stream, the
+high-water the commit reached. Batching is what lets a hub on a store PC keep
+up with hundreds of carts on one fsync per batch instead of one per message.
+Anything undecodable is logged, counted by reason and dropped: a hostile
+payload never stops the hub (``cartos.sync.payloads``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from cartos.errors import CartosError
+from cartos.hub.store import HubStore, Received
+from cartos.sync import payloads, topics
+from cartos.sync.topics import Kind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    batch: int = 500
+    linger_s: float = 0.02
+    """How long the worker waits for more messages before committing a partial batch."""
+    keepalive_s: int = 5
+    tls: dict[str, str] | None = None
+
+
+class Hub:
+    """Receives every cart's uplink for ``store`` into ``db``; acknowledges after commit."""
+
+    def __init__(self, db: Path, store: str, hub_id: str,
+                 settings: HubSettings | None = None) -> None:
+        self.store = topics.validate_segment(store, "store")
+        self.hub_id = hub_id
+        self.settings = settings or HubSettings()
+        self.db = HubStore(db)
+        self.rejections = payloads.RejectionCounter()
+        self.committed = 0
+        self.duplicates = 0
+        self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=hub_id,
+                                   protocol=mqtt.MQTTv311, clean_session=True)
+        if self.settings.tls is not None:
+            t = self.settings.tls
+            self._client.tls_set(ca_certs=t["ca_certs"], certfile=t["certfile"],
+                                 keyfile=t["keyfile"])
+        self._client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode,
+                    _p: Properties | None) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the hub: %s", reason)
+            return
+        for sub in topics.hub_subscriptions(self.store):
+            client.subscribe(sub.filter, qos=sub.qos)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self._inbox.put((message.topic, bytes(message.payload)))
+
+    def start(self) -> Hub:
+        self._client.connect_async(self.settings.host, self.settings.port,
+                                   keepalive=self.settings.keepalive_s)
+        self._client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="cartos-hub", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.db.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take()
+            if batch:
+                try:
+                    self._commit(batch)
+                except CartosError as exc:  # nothing acked: the carts resend after reconnecting
+                    log.error("hub: %s", exc)
+
+    def _take(self) -> list[tuple[str, bytes]]:
+        try:
+            first = self._inbox.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.linger_s
+        while len(batch) < self.settings.batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self._inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _commit(self, raw: list[tuple[str, bytes]]) -> None:
+        received: list[Received] = []
+        for topic, data in raw:
+            try:
+                parsed, msg = payloads.decode_message(topic, data, counter=self.rejections)
+            except CartosError as exc:
+                log.warning("dropped a message on %s: %s", topic[:120], exc)
+                continue
+            if parsed.kind != Kind.UPLINK:
+                continue  # availability and state: not stored here yet
+            received.append(Received(str(msg["id"]), str(msg["cart"]), str(msg["store"]),
+                                     str(msg["stream"]), int(msg["seq"]), dict(msg["body"])))
+        if not received:
+            return
+        marks, duplicates = self.db.commit(received)
+        self.committed += len(received) - duplicates
+        self.duplicates += duplicates
+        for (cart, stream), upto in marks.items():
+            ack = payloads.encode("ack", {"stream": stream, "upto_seq": upto,
+                                          "hub_id": self.hub_id, "sent_at": time.time()})
+            self._client.publish(topics.ack(self.store, cart), ack, qos=1)
