@@ -127,7 +127,10 @@ class CartRuntime:
         on_decision: Callable[[Decision], None] | None = None,
         basket: BasketPort | None = None,
         metrics: Any = None,
+        watch_memory: bool = True,
     ) -> None:
+        """``watch_memory``: compare this process's resident size with the profile's budget
+        (off where the runtime shares its process with other work: tests, simulations)."""
         self.profile = profile
         self.catalogue_db = catalogue_db
         self.state_dir = state_dir
@@ -145,6 +148,7 @@ class CartRuntime:
         self.inbox = EventInbox(basket_db.with_name(basket_db.stem + "-inbox.db"))
         self._replayed: set[str] = set()
         self.memory = MemoryGuard(float(profile.memory.budget_mib), profile.memory.headroom)
+        self.watch_memory = watch_memory
         self.decider = self._load_decider()
         self.sweeper = RetentionSweeper(self.state_dir / "review", retention_seconds(profile))
         self.bridge = self._bridge()
@@ -181,7 +185,7 @@ class CartRuntime:
 
     def _watch_memory(self, now: float) -> None:
         """Release the model when headroom is lost, load it again when there is room."""
-        if not self.memory.update(now):
+        if not self.watch_memory or not self.memory.update(now):
             return
         self.health.headroom = self.memory.headroom
         if self.memory.low and self.decider.recognizer is not None:

@@ -188,8 +188,12 @@ def run_trip(
     on_decision: Callable[[Decision], None] | None = None,
     on_answer: Callable[[str, str], None] | None = None,
     faults: list[tuple[float, str, float]] | None = None,
+    watch_memory: bool = False,
 ) -> TripResult:
     """Play ``steps`` through the real runtime; returns decisions, answers and the basket.
+
+    ``watch_memory`` is off by default: the trip shares its process with the catalogue
+    generator, tests or a demo, whose memory is not the cart's to budget.
 
     ``faults`` are ``(seconds into the trip, kind, duration)`` with kind ``unplug``
     (the microcontroller's cable) or ``adc_disconnect`` (the load cell's wire).
@@ -204,7 +208,7 @@ def run_trip(
             runtime = CartRuntime(profile, store.db, workdir / "basket.db", workdir,
                                   port=str(emulator.link_path),
                                   camera=camera if camera_on else None,
-                                  on_decision=on_decision)
+                                  on_decision=on_decision, watch_memory=watch_memory)
             try:
                 _play(runtime, emulator, camera, steps, t0, step_s, rng, result, on_answer,
                       sorted(faults or []))

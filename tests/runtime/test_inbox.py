@@ -55,7 +55,7 @@ def test_journal_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
 
 def _runtime(sim_store: SimulatedStore, tmp_path: Path) -> CartRuntime:
     runtime = CartRuntime(load_profile("sim"), sim_store.db, tmp_path / "basket.db", tmp_path,
-                          port="/dev/null")
+                          port="/dev/null", watch_memory=False)
     runtime.basket.apply(SessionOpened("test:s", "s-1"))
     return runtime
 

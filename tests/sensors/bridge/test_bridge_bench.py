@@ -16,7 +16,7 @@ def test_noisy_line_accepts_nothing_corrupt_and_loses_no_scan() -> None:
     assert r["host_frames_invalid"] > 0
     assert r["samples_checked"] > 4000
     assert r["corrupt_accepted"] == 0
-    assert r["events_sent"] > 100
+    assert r["events_sent"] > 50  # enough scans for "none lost" to mean something
     assert r["events_lost"] == 0 and r["events_duplicated"] == 0
     assert r["retransmits"] > 0
 
