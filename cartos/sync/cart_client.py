@@ -25,6 +25,7 @@ network.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -179,7 +180,8 @@ class CartSync:
                 topics.available(self.store, self.cart),
                 self._available("stopped"),
                 qos=1, retain=True)
-            info.wait_for_publish(timeout=1.0)
+            with contextlib.suppress(RuntimeError, ValueError):  # the link went meanwhile
+                info.wait_for_publish(timeout=1.0)
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -213,6 +215,8 @@ class CartSync:
                 self.stats.reconnect_s.append(now - self._lost_at)
                 self._lost_at = None
             self._next_seq = {}  # start again from the oldest unacknowledged row
+            for ref in self._downloads:  # a clean session forgot the chunk subscriptions
+                self._client.subscribe(topics.bundle_parts_filter(self.store, ref), qos=1)
             self._client.publish(
                 topics.available(self.store, self.cart),
                 self._available("online"),
