@@ -71,6 +71,7 @@ def main() -> None:
         catalog_cmds,
         demo_cmd,
         hil_cmds,
+        hub_cmd,
         model_cmds,
         profile_cmds,
         recognize_cmds,
@@ -89,6 +90,7 @@ def main() -> None:
         sensors_cmds,
         basket_cmds,
         run_cmd,
+        hub_cmd,
     ):
         module.register(cli)
     cli()

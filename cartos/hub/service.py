@@ -58,8 +58,10 @@ class Hub:
         self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # A persistent session: while the hub restarts, the broker queues what carts send it
+        # (carts also resend what stays unacknowledged, for a broker that lost the queue).
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=hub_id,
-                                   protocol=mqtt.MQTTv311, clean_session=True)
+                                   protocol=mqtt.MQTTv311, clean_session=False)
         if self.settings.tls is not None:
             t = self.settings.tls
             self._client.tls_set(ca_certs=t["ca_certs"], certfile=t["certfile"],

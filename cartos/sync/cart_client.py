@@ -72,6 +72,10 @@ class SyncSettings:
     window: int = 200
     poll_s: float = 0.05
     keepalive_s: int = 5
+    resend_after_s: float = 5.0
+    """Resend everything unacknowledged when no ack has come for this long while rows wait:
+    the hub may have been away (its messages dropped by the broker) while the cart's own
+    connection never broke, so a reconnection alone would never trigger the resend."""
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 5.0
     tls: dict[str, str] | None = None
@@ -113,6 +117,7 @@ class CartSync:
         self._connected = False
         self._next_seq: dict[str, int] = {}
         self._lost_at: float | None = None
+        self._last_progress = time.monotonic()
         self._open_bundles = bundles
         self._staging = staging or basket_db.with_name(basket_db.stem + "-bundles")
         self._downloads: dict[str, tuple[bytes, ChunkAssembler]] = {}
@@ -215,6 +220,7 @@ class CartSync:
                 self.stats.reconnect_s.append(now - self._lost_at)
                 self._lost_at = None
             self._next_seq = {}  # start again from the oldest unacknowledged row
+            self._last_progress = now
             for ref in self._downloads:  # a clean session forgot the chunk subscriptions
                 self._client.subscribe(topics.bundle_parts_filter(self.store, ref), qos=1)
             self._client.publish(
@@ -322,9 +328,16 @@ class CartSync:
             log.error("ack %s up to %d not applied: %s", stream, upto, exc)
             return
         self.stats.acked_rows += deleted
+        if deleted:
+            self._last_progress = time.monotonic()
 
     def _publish_pending(self, basket: BasketStore) -> None:
         window = self.settings.window
+        if self._next_seq and time.monotonic() - self._last_progress > self.settings.resend_after_s:
+            log.info("no ack for %.0f s: resending from the oldest unacknowledged row",
+                     self.settings.resend_after_s)
+            self._next_seq = {}
+            self._last_progress = time.monotonic()
         for stream in UPLINK_STREAMS:
             rows = basket.pending(stream, limit=window)
             if not rows:

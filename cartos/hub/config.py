@@ -1,0 +1,91 @@
+"""The hub's configuration (TOML): one typed tree, unknown keys refused, every field documented.
+
+    store = "s001"
+    hub_id = "hub-s001"
+    database = "/var/lib/cartos-hub/hub.db"
+
+    [broker]
+    host = "broker.store.lan"
+    port = 8883
+    [broker.tls]
+    ca_certs = "/etc/cartos-hub/store-ca.pem"
+    certfile = "/etc/cartos-hub/hub.pem"
+    keyfile = "/etc/cartos-hub/hub.key"
+
+Relative paths are relative to the file. A configuration that does not
+validate is a :class:`~cartos.service.errors.ConfigError` (exit code 78), so a
+supervisor stops restarting a hub that cannot work.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cartos.profiles.loader import describe_error
+from cartos.service.errors import ConfigError
+from cartos.sync import topics
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Section):
+    """The hub's client certificate for the broker's TLS listener (``cartos.sync.pki``)."""
+
+    ca_certs: Path = Field(description="The store CA certificate (PEM), to check the broker's.")
+    certfile: Path = Field(description="The hub's client certificate (PEM); its CN names it.")
+    keyfile: Path = Field(description="The hub's private key (PEM, readable by the hub only).")
+
+
+class BrokerConfig(_Section):
+    """Where the store's MQTT broker listens."""
+
+    host: str = Field(default="127.0.0.1", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 with TLS).")
+    tls: TlsConfig | None = Field(default=None, description="Client-certificate TLS; none: plain.")
+
+
+class HubConfig(_Section):
+    """One hub per store."""
+
+    store: str = Field(description="The store id, as in the carts' topics and certificates.")
+    hub_id: str = Field(description="This hub's identity (its certificate CN); sent in every ack.")
+    database: Path = Field(description="SQLite file of everything the carts sent.")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig, description="The broker.")
+    batch: int = Field(default=500, ge=1, le=10_000,
+                       description="Most messages committed in one transaction.")
+    linger_s: float = Field(default=0.02, ge=0.0, le=1.0,
+                            description="Wait for more messages before committing a batch.")
+
+
+def load_hub_config(path: Path) -> HubConfig:
+    """Read and validate ``path``; every problem is a :class:`ConfigError` naming the key."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        config = HubConfig.model_validate(data)
+        topics.validate_segment(config.store, "store")
+    except ValidationError as exc:
+        problems = "; ".join(describe_error(e) for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    base = path.parent
+
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    tls = config.broker.tls
+    if tls is not None:
+        tls = TlsConfig(ca_certs=resolve(tls.ca_certs), certfile=resolve(tls.certfile),
+                        keyfile=resolve(tls.keyfile))
+    return config.model_copy(update={
+        "database": resolve(config.database),
+        "broker": config.broker.model_copy(update={"tls": tls}),
+    })
