@@ -185,9 +185,12 @@ class CartRuntime:
 
     def _watch_memory(self, now: float) -> None:
         """Release the model when headroom is lost, load it again when there is room."""
-        if not self.watch_memory or not self.memory.update(now):
+        if not self.watch_memory:
             return
+        changed = self.memory.update(now)
         self.health.headroom = self.memory.headroom
+        if not changed:
+            return
         if self.memory.low and self.decider.recognizer is not None:
             log.error("memory headroom %.0f%% below the required %.0f%%: releasing the model, "
                       "barcode-only", 100 * (self.memory.headroom or 0), 100 * self.memory.required)

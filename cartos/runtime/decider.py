@@ -88,6 +88,11 @@ class Decision:
         }
 
 
+def _top_skus(vision: VisionEvidence, k: int) -> list[str]:
+    """The camera's ``k`` most likely SKUs, best first."""
+    return [sku for sku, _ in sorted(vision.posterior.items(), key=lambda kv: -kv[1])[:k]]
+
+
 def prompt_context(decision: Decision) -> dict[str, Any]:
     """What answering the decision's prompt needs, as JSON for the basket's prompt row.
 
@@ -168,12 +173,18 @@ class EventDecider:
         crops = [frames.crop]
         for later in ring.after(frames.after.t, self.settings.frames_per_event - 1):
             crops.append(frames.region.crop(later.image))
+        vision, vectors, backbone_s = self._recognise(crops)
+        return vision, frames, vectors[0], backbone_s
+
+    def _recognise(self, crops: list[np.ndarray]) -> tuple[VisionEvidence, np.ndarray, float]:
+        """Embed crops of one item in one batch and pool their recognitions into evidence."""
+        assert self.recognizer is not None and self.recognizer.embedder is not None
         start = time.perf_counter()
         vectors = self.recognizer.embedder.embed_arrays(crops)
         backbone_s = time.perf_counter() - start
         recognitions: list[Recognition] = self.recognizer.recognize_vectors(vectors)
         vision = VisionEvidence.from_recognitions(recognitions, self.recognizer.temperature)
-        return vision, frames, vectors[0], backbone_s
+        return vision, vectors, backbone_s
 
     def _removal_vision(
         self, event: ItemEvent, ring: FrameRing | None
@@ -194,12 +205,8 @@ class EventDecider:
         earlier = ring.before(frames.before.t - 1e-6, self.settings.frames_per_event - 1)
         crops = [box.crop(f.image) for f in (frames.before, *reversed(earlier))
                  if f.image.shape == frames.before.image.shape]
-        start = time.perf_counter()
-        vectors = self.recognizer.embedder.embed_arrays(crops)
-        backbone_s = time.perf_counter() - start
-        recognitions = self.recognizer.recognize_vectors(vectors)
-        return VisionEvidence.from_recognitions(recognitions, self.recognizer.temperature), \
-            backbone_s
+        vision, _vectors, backbone_s = self._recognise(crops)
+        return vision, backbone_s
 
     def parse_scans(self, event: ItemEvent) -> tuple[BarcodeEvidence | None, list[str]]:
         """The last valid scan of the event; invalid ones are reported, never used."""
@@ -248,8 +255,7 @@ class EventDecider:
         d = Decision(event, event.kind, answer.decision, answer.sku, answer.quantity,
                      answer.confidence, alerts=answer.alert_kinds, reason=answer.reason, crop=crop)
         if vision is not None:
-            ranked = sorted(vision.posterior.items(), key=lambda kv: -kv[1])
-            d.vision_candidates = [sku for sku, _ in ranked[:3]]
+            d.vision_candidates = _top_skus(vision, 3)
         weight = event.settled.delta_g if event.settled is not None else None
         evidence = {"event": event.key, "weight_g": weight,
                     "scans": [s.code for s in event.scans], "reason": answer.reason}
@@ -303,8 +309,7 @@ class EventDecider:
                      answer.confidence, alerts=answer.alert_kinds, reason=answer.reason,
                      backbone_s=backbone_s)
         if vision is not None:
-            ranked = sorted(vision.posterior.items(), key=lambda kv: -kv[1])
-            d.vision_candidates = [sku for sku, _ in ranked[:3]]
+            d.vision_candidates = _top_skus(vision, 3)
         for i, alert in enumerate(answer.alerts):
             d.commands.append(AlertRaised(f"{event.key}:alert:{i}", alert.kind,
                                           {"event": event.key, "weight_g": event.settled.delta_g,

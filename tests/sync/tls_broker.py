@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import pytest
-
+from cartos.bench.broker import find_mosquitto, free_port
 from cartos.sync import pki
+from tests.sync.conftest import require_mosquitto
 
 PACKAGING: Final = Path(__file__).resolve().parents[2] / "packaging" / "mosquitto"
 SHIPPED_CONF: Final = PACKAGING / "mosquitto.conf"
@@ -34,41 +32,17 @@ EXAMPLE_STORE: Final = "s001"
 """The store the shipped ACL was rendered for (``render_acl("s001")``)."""
 
 
-def mosquitto_binary() -> str | None:
-    """The ``mosquitto`` broker (``CARTOS_MOSQUITTO``, PATH, /usr/sbin), or None."""
-    override = os.environ.get("CARTOS_MOSQUITTO")
-    if override:
-        return override if os.access(override, os.X_OK) else None
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
-    return shutil.which("mosquitto", path=path)
-
-
-def require_broker() -> str:
-    """The broker executable; skip the test without one (fail under CARTOS_REQUIRE_BROKER=1)."""
-    binary = mosquitto_binary()
-    if binary is None:
-        reason = "mosquitto is not installed (apt-get install mosquitto, or set CARTOS_MOSQUITTO)"
-        if os.environ.get("CARTOS_REQUIRE_BROKER") == "1":
-            pytest.fail(f"CARTOS_REQUIRE_BROKER=1 but {reason}")
-        pytest.skip(reason)
-    return binary
+require_broker = require_mosquitto
+"""The broker executable; skip without one (fail under CARTOS_REQUIRE_BROKER=1)."""
 
 
 def mosquitto_version() -> str:
     """The first line of ``mosquitto -h`` ("mosquitto version 2.0.11")."""
-    binary = mosquitto_binary()
+    binary = find_mosquitto()
     if binary is None:
         return "not installed"
     out = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)
     return (out.stdout or out.stderr).splitlines()[0].strip()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
