@@ -68,6 +68,9 @@ class ItemAdded:
     unit_weight_g: float | None = None
     evidence_id: str | None = None
     corrects: str | None = None
+    exemplar: Mapping[str, Any] | None = None
+    """With ``corrects``: what the hub needs to learn from the correction (the crop's
+    embedding, ``{"embedding_f16": base64}``), so every cart learns what this one did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,4 +200,6 @@ def command_fields(cmd: Command) -> dict[str, Any]:
         data["evidence"] = dict(cmd.evidence)
     if isinstance(cmd, PromptOpened):
         data["context"] = dict(cmd.context)
+    if isinstance(cmd, ItemAdded) and cmd.exemplar is not None:
+        data["exemplar"] = dict(cmd.exemplar)
     return data

@@ -140,6 +140,7 @@ class CatalogStore:
         self.path = Path(path)
         self._pending: int | None = None
         self._dirty = False
+        self._joined = False
         try:
             self._conn = sqlite3.connect(
                 str(self.path), isolation_level=None, timeout=_BUSY_TIMEOUT_S
@@ -155,6 +156,29 @@ class CatalogStore:
         except BaseException:
             self._conn.close()
             raise
+
+    @classmethod
+    def within(cls, conn: sqlite3.Connection, path: str | Path) -> CatalogStore:
+        """A view of the catalogue in ``path`` through ``conn``, whose transaction is open.
+
+        Why: a signed update is verified and recorded by the bundle store on its own
+        connection to this same file, and the catalogue change it carries must commit or
+        roll back *with* that bookkeeping. Here :meth:`change` nests as a SAVEPOINT inside
+        the caller's transaction, and :meth:`close` leaves the connection to its owner.
+        """
+        if not conn.in_transaction:
+            raise CatalogStateError(
+                "CatalogStore.within needs a connection with an open transaction")
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        store._pending = None
+        store._dirty = False
+        store._joined = True
+        store._conn = conn
+        store._db = Database(conn, recursive_triggers=False, execute_plugins=False)
+        if store._check_schema_version() != SCHEMA_VERSION:
+            raise CatalogError(f"{store.path} holds no catalogue to update")
+        return store
 
     def _open(self) -> None:
         # The newer-schema check runs before anything is written: a file from a
@@ -208,7 +232,8 @@ class CatalogStore:
 
     def close(self) -> None:
         """Close the file; an open change block is rolled back by SQLite."""
-        self._conn.close()
+        if not self._joined:
+            self._conn.close()
 
     def __enter__(self) -> Self:
         return self
@@ -249,8 +274,13 @@ class CatalogStore:
         """
         if self._pending is not None:
             raise CatalogStateError("a change is already open; change blocks do not nest")
+        begin, commit, rollback = (
+            ("SAVEPOINT catalogue_change", "RELEASE catalogue_change",
+             "ROLLBACK TO catalogue_change")
+            if self._joined else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        )
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(begin)
         except sqlite3.OperationalError as exc:
             raise CatalogError(f"cannot start a change to {self.path}: {exc}") from exc
         try:
@@ -262,12 +292,16 @@ class CatalogStore:
                     "INSERT INTO versions (version, kind, summary, created_at) VALUES (?, ?, ?, ?)",
                     (self._pending, kind, summary, _utc_now()),
                 )
-                self._conn.execute("COMMIT")
+                self._conn.execute(commit)
             else:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute(rollback)
+                if self._joined:
+                    self._conn.execute(commit)
         except BaseException:
             if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute(rollback)
+                if self._joined:
+                    self._conn.execute(commit)
             raise
         finally:
             self._pending = None
@@ -555,6 +589,11 @@ class CatalogStore:
             _stack_blobs([row[2] for row in rows], dim),
             [int(row[3]) for row in rows],
         )
+
+    def prototype_keys(self, level: str) -> list[str]:
+        """Keys with a live (newest, not retired) prototype, without reading the vectors."""
+        _check_level(level)
+        return sorted(self._live_prototype_keys(level))
 
     def _live_prototype_keys(self, level: str) -> list[str]:
         rows = self._conn.execute(

@@ -270,5 +270,30 @@ def sync_cmd(messages: int, outages: int, seed: int, as_json: bool, out: Path | 
     click.echo(json.dumps(result))
 
 
+@bench.command("fleet")
+@click.option("--carts", type=int, default=200, show_default=True,
+              help="Simulated carts connected to one broker.")
+@click.option("--trials", type=int, default=3, show_default=True,
+              help="Corrections made on cart A, one after the other.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the simulated carts' files go (e.g. /dev/shm: on one shared disk "
+                   "every cart's fsyncs queue behind each other, as real carts' never do).")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line on stdout.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@reports_errors
+def fleet_cmd(carts: int, trials: int, seed: int, workdir: Path | None, as_json: bool,
+              out: Path | None) -> None:
+    """A correction on cart A changes every other cart's answer: propagation p50/p95."""
+    from cartos.bench.fleet import run
+
+    say = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
+    result = run(carts=carts, trials=trials, seed=seed, log=say, workdir=workdir)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    click.echo(json.dumps(result))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ from cartos.cli.main import reports_errors
 def hub_cmd(config_path: Path, seconds: float | None) -> None:
     """Run the store hub until SIGTERM: every cart's uplink committed once, then acknowledged."""
     from cartos.hub.config import load_hub_config
+    from cartos.hub.message_store import is_postgres_url
     from cartos.hub.service import Hub, HubSettings
 
     config = load_hub_config(config_path)
@@ -30,11 +32,27 @@ def hub_cmd(config_path: Path, seconds: float | None) -> None:
         tls=None if tls is None else {"ca_certs": str(tls.ca_certs),
                                       "certfile": str(tls.certfile),
                                       "keyfile": str(tls.keyfile)})
-    config.database.parent.mkdir(parents=True, exist_ok=True)
+    releaser = None
+    if config.catalogue is not None:
+        from cartos.hub.catalogue import HubCatalogue
+        from cartos.hub.release import Releaser
+        from cartos.service.errors import ConfigError
+        from cartos.sync.bundles import load_signing_key
+
+        c = config.catalogue
+        try:
+            key = load_signing_key(c.signing_key.read_bytes(), c.certificate.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{config_path}: catalogue signing key: {exc}") from exc
+        releaser = Releaser(HubCatalogue(c.path), key, config.store,
+                            validity_s=c.validity_days * 86_400)
+        settings = replace(settings, release_interval_s=c.release_interval_s)
+    if not is_postgres_url(config.database):
+        Path(config.database).parent.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    hub = Hub(config.database, config.store, config.hub_id, settings).start()
+    hub = Hub(config.database, config.store, config.hub_id, settings, releaser=releaser).start()
     click.echo(f"hub {config.hub_id} for store {config.store} on "
                f"{config.broker.host}:{config.broker.port}", err=True)
     try:

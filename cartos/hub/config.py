@@ -2,7 +2,12 @@
 
     store = "s001"
     hub_id = "hub-s001"
-    database = "/var/lib/cartos-hub/hub.db"
+    database = "/var/lib/cartos-hub/hub.db"   # or "postgresql://hub@db.store.lan/cartos"
+
+    [catalogue]                                  # optional: learn and release
+    path = "/var/lib/cartos-hub/catalogue.db"
+    signing_key = "/etc/cartos-hub/signing.pem"
+    certificate = "/etc/cartos-hub/signing.cert"
 
     [broker]
     host = "broker.store.lan"
@@ -24,6 +29,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cartos.hub.message_store import is_postgres_url
 from cartos.profiles.loader import describe_error
 from cartos.service.errors import ConfigError
 from cartos.sync import topics
@@ -49,12 +55,27 @@ class BrokerConfig(_Section):
     tls: TlsConfig | None = Field(default=None, description="Client-certificate TLS; none: plain.")
 
 
+class CatalogueConfig(_Section):
+    """The master catalogue the hub learns into and releases from (``cartos.hub.catalogue``)."""
+
+    path: Path = Field(description="The master catalogue (SQLite), provisioned with a baseline.")
+    signing_key: Path = Field(description="The hub's Ed25519 signing key (PEM).")
+    certificate: Path = Field(description="Its root-signed certificate (the envelope file).")
+    release_interval_s: float = Field(default=0.5, ge=0.0, le=3600.0,
+                                      description="Least time between two releases.")
+    validity_days: int = Field(default=7, ge=1, le=365,
+                               description="How long a release stays valid on the carts.")
+
+
 class HubConfig(_Section):
     """One hub per store."""
 
     store: str = Field(description="The store id, as in the carts' topics and certificates.")
     hub_id: str = Field(description="This hub's identity (its certificate CN); sent in every ack.")
-    database: Path = Field(description="SQLite file of everything the carts sent.")
+    database: str = Field(description="SQLite file of everything the carts sent, or a "
+                                      "postgresql:// URL (needs the hub-postgres extra).")
+    catalogue: CatalogueConfig | None = Field(
+        default=None, description="Learn corrections and release catalogues; none: receive only.")
     broker: BrokerConfig = Field(default_factory=BrokerConfig, description="The broker.")
     batch: int = Field(default=500, ge=1, le=10_000,
                        description="Most messages committed in one transaction.")
@@ -85,7 +106,15 @@ def load_hub_config(path: Path) -> HubConfig:
     if tls is not None:
         tls = TlsConfig(ca_certs=resolve(tls.ca_certs), certfile=resolve(tls.certfile),
                         keyfile=resolve(tls.keyfile))
+    catalogue = config.catalogue
+    if catalogue is not None:
+        catalogue = catalogue.model_copy(update={
+            "path": resolve(catalogue.path), "signing_key": resolve(catalogue.signing_key),
+            "certificate": resolve(catalogue.certificate)})
+    database = config.database if is_postgres_url(config.database) \
+        else str(resolve(Path(config.database)))
     return config.model_copy(update={
-        "database": resolve(config.database),
+        "database": database,
+        "catalogue": catalogue,
         "broker": config.broker.model_copy(update={"tls": tls}),
     })

@@ -25,7 +25,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cartos.errors import CartosError
-from cartos.hub.store import HubStore, Received
+from cartos.hub.message_store import open_message_store
+from cartos.hub.release import Release, Releaser
+from cartos.hub.store import Received
 from cartos.sync import payloads, topics
 from cartos.sync.topics import Kind
 
@@ -41,17 +43,28 @@ class HubSettings:
     """How long the worker waits for more messages before committing a partial batch."""
     keepalive_s: int = 5
     tls: dict[str, str] | None = None
+    release_interval_s: float = 0.5
+    """Least time between two catalogue releases: corrections arriving together from many
+    carts become one release instead of one each."""
 
 
 class Hub:
     """Receives every cart's uplink for ``store`` into ``db``; acknowledges after commit."""
 
-    def __init__(self, db: Path, store: str, hub_id: str,
-                 settings: HubSettings | None = None) -> None:
+    def __init__(self, db: Path | str, store: str, hub_id: str,
+                 settings: HubSettings | None = None,
+                 releaser: Releaser | None = None) -> None:
+        """``releaser``: the master catalogue and signing key; without one the hub only
+        receives (no learning, no releases)."""
         self.store = topics.validate_segment(store, "store")
         self.hub_id = hub_id
         self.settings = settings or HubSettings()
-        self.db = HubStore(db)
+        self.db = open_message_store(db)
+        self.releaser = releaser
+        self.releases: list[Release] = []
+        self._dirty = releaser is not None  # publish the current state once at start
+        self._released_at = 0.0
+        self._learn_carts: set[str] = set(self.db.carts()) if releaser is not None else set()
         self.rejections = payloads.RejectionCounter()
         self.committed = 0
         self.duplicates = 0
@@ -105,6 +118,29 @@ class Hub:
                     self._commit(batch)
                 except CartosError as exc:  # nothing acked: the carts resend after reconnecting
                     log.error("hub: %s", exc)
+            try:
+                self._learn_and_release()
+            except CartosError as exc:  # learning resumes from its cursor next pass
+                log.error("hub catalogue: %s", exc)
+
+    def _learn_and_release(self) -> None:
+        """Learn committed corrections, then cut a release when something changed."""
+        releaser = self.releaser
+        if releaser is None:
+            return
+        while self._learn_carts:
+            cart = self._learn_carts.pop()
+            if releaser.catalogue.catch_up(self.db, cart):
+                self._dirty = True
+        if (self._dirty and self._client.is_connected()
+                and time.monotonic() - self._released_at >= self.settings.release_interval_s):
+            self._dirty = False
+            self._released_at = time.monotonic()
+            try:
+                self.releases.append(releaser.release(self._client))
+            except (OSError, RuntimeError, ValueError) as exc:
+                self._dirty = True
+                log.error("release not published: %s", exc)
 
     def _take(self) -> list[tuple[str, bytes]]:
         try:
@@ -138,6 +174,7 @@ class Hub:
         if not received:
             return
         marks, duplicates = self.db.commit(received)
+        self._learn_carts |= {m.cart for m in received if m.stream == "corrections"}
         self.committed += len(received) - duplicates
         self.duplicates += duplicates
         for (cart, stream), upto in marks.items():

@@ -138,6 +138,19 @@ class HubStore:
             rows = self._conn.execute("SELECT id FROM messages WHERE stream = ?", (stream,))
         return {str(r[0]) for r in rows}
 
+    def messages(self, stream: str, cart: str, after_seq: int = 0) -> list[Received]:
+        """One cart's committed messages of ``stream`` above ``after_seq``, in seq order:
+        what a consumer that keeps its own cursor (the catalogue learner) has not seen."""
+        rows = self._conn.execute(
+            "SELECT id, cart, store, stream, seq, body FROM messages "
+            "WHERE stream = ? AND cart = ? AND seq > ? ORDER BY seq", (stream, cart, after_seq))
+        return [Received(str(i), str(c), str(st), str(sm), int(q), json.loads(b))
+                for i, c, st, sm, q, b in rows]
+
+    def carts(self) -> list[str]:
+        return [str(r[0]) for r in self._conn.execute(
+            "SELECT DISTINCT cart FROM messages ORDER BY cart")]
+
     def counter(self, name: str) -> int:
         row = self._conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0

@@ -14,7 +14,7 @@ shared projection is refitted only by :func:`rebuild`, an explicit version.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -87,8 +87,15 @@ def embed_items(
     return vectors, problems
 
 
-def _refresh_prototypes(store: CatalogStore, skus: Iterable[str]) -> None:
-    """Recompute SKU prototypes for ``skus`` and the family/brand rows they touch."""
+def _refresh_prototypes(store: CatalogStore, skus: Iterable[str],
+                        also_groups: Mapping[str, Iterable[str]] | None = None) -> None:
+    """Recompute SKU prototypes for ``skus`` and the family/brand rows they touch.
+
+    The SKU prototype table is read once, after the SKU rows are written, and shared by
+    both group levels: on a 10k-SKU catalogue each full read is ~50 MB of vectors, and a
+    shopper's correction runs this on the cart. ``also_groups`` (``{"family": …, "brand":
+    …}``) names groups to refresh besides the SKUs' current ones: those a SKU just left.
+    """
     touched = sorted(set(skus))
     if not touched:
         return
@@ -102,21 +109,26 @@ def _refresh_prototypes(store: CatalogStore, skus: Iterable[str]) -> None:
     if live:
         protos = np.stack([ex.vectors[by_sku[s]].mean(axis=0) for s in live])
         store.put_prototypes("sku", live, protos, [len(by_sku[s]) for s in live])
-    current = set(store.prototypes("sku")[0])
+    current = set(store.prototype_keys("sku"))
     dead = [s for s in touched if s not in live and s in current]
     if dead:
         store.delete_prototypes("sku", dead)
     touched_records = [r for s in touched if (r := store.get_sku(s)) is not None]
+    sku_table: tuple[list[str], np.ndarray, list[int]] | None = None
     for level in ("family", "brand"):
-        groups = sorted({g for r in touched_records if (g := getattr(r, level))})
+        groups = sorted({g for r in touched_records if (g := getattr(r, level))}
+                        | set((also_groups or {}).get(level, ())))
         if groups:
-            _refresh_group(store, level, groups, records)
+            if sku_table is None:
+                sku_table = store.prototypes("sku")
+            _refresh_group(store, level, groups, records, sku_table)
 
 
 def _refresh_group(
-    store: CatalogStore, level: str, groups: Sequence[str], records: dict[str, SkuRecord]
+    store: CatalogStore, level: str, groups: Sequence[str], records: dict[str, SkuRecord],
+    sku_table: tuple[list[str], np.ndarray, list[int]],
 ) -> None:
-    keys, matrix, _ = store.prototypes("sku")
+    keys, matrix, _ = sku_table
     row = {k: i for i, k in enumerate(keys)}
     present, vectors, counts, gone = [], [], [], []
     for g in groups:
@@ -129,7 +141,7 @@ def _refresh_group(
             gone.append(g)
     if present:
         store.put_prototypes(level, present, np.stack(vectors), counts)
-    live = set(store.prototypes(level)[0])
+    live = set(store.prototype_keys(level))
     gone = [g for g in gone if g in live]
     if gone:
         store.delete_prototypes(level, gone)

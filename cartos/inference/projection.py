@@ -13,6 +13,7 @@ other SKU's answers unchanged.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 
@@ -41,7 +42,10 @@ class Projection:
         return self.out_dim if self.out_dim < self.mean.shape[0] else None
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, dtype=np.float32) - self.mean) @ self.matrix
+        if self.matrix is _identity_matrix(self.matrix.shape[0]) and not self.mean.any():
+            z = np.asarray(x, dtype=np.float32)  # plain cosine: skip a D×D product
+        else:
+            z = (np.asarray(x, dtype=np.float32) - self.mean) @ self.matrix
         norm = np.linalg.norm(z, axis=-1, keepdims=True)
         return np.asarray(z / np.maximum(norm, 1e-12), dtype=np.float32)
 
@@ -72,11 +76,19 @@ class Projection:
         """Plain cosine; used until a catalogue has enough SKUs to fit one."""
         return cls(
             mean=np.zeros(dim, np.float32),
-            matrix=np.eye(dim, dtype=np.float32),
+            matrix=_identity_matrix(dim),
             shrinkage=1.0,
             fitted_classes=0,
             fitted_samples=0,
         )
+
+
+@functools.lru_cache(maxsize=4)
+def _identity_matrix(dim: int) -> np.ndarray:
+    """One shared, read-only identity per dimension (``apply`` recognises it by identity)."""
+    eye = np.eye(dim, dtype=np.float32)
+    eye.setflags(write=False)
+    return eye
 
 
 MIN_CLASSES_TO_FIT = 8

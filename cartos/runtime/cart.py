@@ -410,8 +410,11 @@ class CartRuntime:
         elif answer in self.decider.catalogue:
             # The shopper's answer is a correction: a labelled example of ``answer``.
             unit = abs(float(weight)) / qty if weight else None
+            learned = context.get("embedding_f16")
             self._apply(ItemAdded(f"{prompt_id}:item", answer, qty, unit_weight_g=unit,
-                                  evidence_id=prompt_id, corrects=prompt_id))
+                                  evidence_id=prompt_id, corrects=prompt_id,
+                                  exemplar={"embedding_f16": learned}
+                                  if isinstance(learned, str) else None))
             embedding = context_embedding(context)
             if embedding is not None:
                 self._learn(answer, embedding, prompt_id)

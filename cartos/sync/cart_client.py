@@ -101,9 +101,13 @@ class CartSync:
                  settings: SyncSettings | None = None,
                  clock: Callable[[], float] = time.time,
                  bundles: Callable[[], BundleStore] | None = None,
-                 staging: Path | None = None) -> None:
+                 staging: Path | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
         """``bundles`` opens the cart's bundle store (on the worker thread, which owns it);
-        ``staging`` is where chunks are kept until a bundle is complete."""
+        ``staging`` is where chunks are kept until a bundle is complete; ``on_outcome`` is
+        told what became of every complete bundle (on the worker thread), e.g. so the
+        runtime reloads its recogniser after an applied one."""
+        self._on_outcome = on_outcome
         self.basket_db = basket_db
         self.store = topics.validate_segment(store, "store")
         self.cart = topics.validate_cart(cart)
@@ -307,7 +311,13 @@ class CartSync:
         assembler.discard()
         self.outcomes.append(outcome)
         self._held = [dict(h) for h in self._bundles.holding()]
-        log.info("bundle %s: %s %s", ref, outcome.status, outcome.reason or "")
+        log.info("bundle %s: %s %s %s", ref, outcome.status, outcome.reason or "",
+                 outcome.detail)
+        if self._on_outcome is not None:
+            try:
+                self._on_outcome(outcome)
+            except Exception:  # a listener's bug must not stop the downlink
+                log.exception("bundle outcome listener failed")
 
     def holding(self) -> list[dict[str, Any]]:
         """The bundles the cart runs (``BundleStore.holding``, refreshed by the worker thread,

@@ -117,3 +117,16 @@ class CertificateRevocationError(PkiError):
     Refusing here matters: re-signing a foreign or corrupt CRL would silently
     un-revoke every certificate it used to list.
     """
+
+
+class PartFormatError(BundleError):
+    """A verified bundle part whose content does not parse as its kind says.
+
+    The signature proved who sent it, not that it is right: the applier refuses it (the
+    whole bundle is then not applied) instead of installing half of something malformed.
+    """
+
+
+class UpdateError(BundleError):
+    """A verified, well-formed update that cannot be applied to this cart: another catalogue
+    baseline, a model that does not load or fails its sanity check, nothing to undo."""

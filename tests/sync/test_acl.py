@@ -911,7 +911,7 @@ def test_rogue_publisher_behind_a_wrong_acl_is_still_rejected_by_signature_check
     def apply(manifest: Manifest, _parts: Any, _conn: Any) -> None:
         applied.append(manifest.version)
 
-    def restore(_manifest: Any, _parts: Any, _conn: Any) -> None:
+    def restore(_current: Any, _manifest: Any, _parts: Any, _conn: Any) -> None:
         raise AssertionError("nothing to roll back")
 
     bundles = BundleStore(

@@ -97,7 +97,8 @@ class World:
         self.applied.append((manifest.type, manifest.version))
 
     def _restore(
-        self, manifest: Manifest | None, parts: Mapping[str, bytes], conn: sqlite3.Connection
+        self, _current: Manifest, manifest: Manifest | None, parts: Mapping[str, bytes],
+        conn: sqlite3.Connection,
     ) -> None:
         conn.execute("DELETE FROM cart_rows")
         if manifest is not None:

@@ -71,7 +71,7 @@ def _bundle_store(path: Path, root_hex: str,
         conn.execute("INSERT INTO applied VALUES (?, ?)",
                      (manifest.version, sum(len(d) for d in parts.values())))
 
-    def restore(manifest: Manifest | None, parts: Mapping[str, bytes],
+    def restore(_current: Manifest, manifest: Manifest | None, parts: Mapping[str, bytes],
                 conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM applied")
 

@@ -280,6 +280,23 @@ def issue_signing_key(
     return SigningKey(key_id, key, cert, issue_certificate(root, cert))
 
 
+def load_signing_key(private_pem: bytes, certificate_envelope: bytes,
+                     password: bytes | None = None) -> SigningKey:
+    """A hub's signing key from its PEM file and the root-signed certificate it was issued.
+
+    The certificate's signature is not checked here (the hub does not hold the root; the
+    carts check it), but it must name this private key, so a hub configured with a
+    mismatched pair fails at start instead of publishing bundles every cart refuses.
+    """
+    key = private_key_from_pem(private_pem, password)
+    body, _signature = parse_signed(certificate_envelope, "certificate",
+                                    max_bytes=MAX_DOCUMENT_BYTES)
+    cert = KeyCertificate.from_dict(body)
+    if cert.public_key != public_key_hex(key):
+        raise ValueError(f"certificate {cert.key_id!r} certifies another key than this PEM")
+    return SigningKey(cert.key_id, key, cert, certificate_envelope)
+
+
 # -- cart side -----------------------------------------------------------------------------
 
 

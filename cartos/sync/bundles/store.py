@@ -53,10 +53,13 @@ ApplyHook = Callable[[Manifest, Mapping[str, bytes], sqlite3.Connection], None]
 store's open transaction on ``conn``; it may write tables of this file, must not commit or
 roll back, and raises to refuse (the whole offer is then undone)."""
 
-RestoreHook = Callable[[Manifest | None, Mapping[str, bytes], sqlite3.Connection], None]
-"""``restore(previous_manifest, parts_by_name, conn)``: reinstate the previous bundle on
-rollback; ``None`` means "no previous bundle: back to the shipped baseline". Same
-transaction rules as :data:`ApplyHook`."""
+RestoreHook = Callable[[Manifest, Manifest | None, Mapping[str, bytes], sqlite3.Connection],
+                      None]
+"""``restore(current_manifest, previous_manifest, previous_parts_by_name, conn)``: undo the
+current bundle and reinstate the previous one on rollback; ``None`` means "no previous
+bundle: back to the shipped baseline". The current manifest is given because an update
+made of cumulative deltas is undone from what *it* changed, not by re-applying the one
+before. Same transaction rules as :data:`ApplyHook`."""
 
 HealthCheck = Callable[[Manifest], bool]
 """Called after a bundle is committed; ``False`` (or an exception) rolls it back."""
@@ -363,7 +366,7 @@ class BundleStore:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._restore(previous, previous_parts, self._conn)
+                self._restore(current, previous, previous_parts, self._conn)
                 self._require_open_transaction("restore")
                 self._drop_version(current)
                 self._conn.execute(

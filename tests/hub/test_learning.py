@@ -1,0 +1,121 @@
+"""The hub learns what carts were told, releases it signed, and every cart's answer follows."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cartos.bench import fleet
+from cartos.catalog.store import CatalogStore
+from cartos.hub.catalogue import LEARNED_META_PREFIX, HubCatalogue, provision
+from cartos.hub.config import load_hub_config
+from cartos.hub.store import HubStore, Received
+from cartos.inference.corrections import CORRECTION_KIND
+from cartos.sync.bundles import generate_private_key, issue_signing_key
+from cartos.sync.catalogue_parts import decode_prototype_deltas
+from tests.sync.conftest import require_mosquitto
+
+CART = "cart-s001-0003"
+
+
+def _f16(vector: np.ndarray) -> str:
+    return base64.b64encode(vector.astype("<f2").tobytes()).decode()
+
+
+def _correction(seq: int, sku: str, exemplar: object) -> Received:
+    command = {"sku": sku, "qty": 1, "corrects": f"prompt:{seq}", "exemplar": exemplar}
+    return Received(f"m{seq}", CART, "s001", "corrections", seq,
+                    {"type": "ItemAdded", "command": command})
+
+
+@pytest.fixture()
+def master(tmp_path: Path) -> Path:
+    path = tmp_path / "catalogue.db"
+    fleet.build_catalogue(path, np.random.default_rng(1))
+    provision(path, "b-test")
+    return path
+
+
+def test_committed_corrections_are_learned_once_and_bad_exemplars_skipped(
+    master: Path, tmp_path: Path
+) -> None:
+    query = fleet.confusing_query(master, "sku-000", "sku-001")
+    nan = np.full(1280, np.nan, dtype=np.float32)
+    with HubStore(tmp_path / "hub.db") as messages:
+        messages.commit([
+            _correction(1, "sku-000", {"embedding_f16": _f16(query)}),
+            _correction(2, "sku-000", None),                       # nothing to learn from
+            _correction(3, "sku-000", {"embedding_f16": "%%%"}),   # not base64
+            _correction(4, "sku-000", {"embedding_f16": _f16(nan)}),  # not finite
+            _correction(5, "no-such-sku", {"embedding_f16": _f16(query)}),
+            _correction(6, "sku-002", {"embedding_f16": _f16(query)}),
+        ])
+        hub = HubCatalogue(master)
+        assert hub.catch_up(messages, CART) == 2
+        assert hub.catch_up(messages, CART) == 0  # the cursor moved: nothing twice
+        with CatalogStore(master) as store:
+            learned = store.exemplars(kind=CORRECTION_KIND)
+            assert store.meta_get(LEARNED_META_PREFIX + CART) == "6"
+        assert sorted(learned.sources) == [f"correction:{CART}:prompt:1",
+                                           f"correction:{CART}:prompt:6"]
+        sent = query.astype("<f2").astype(np.float32)
+        cosine = float(learned.vectors[0] @ sent / np.linalg.norm(sent))
+        assert cosine > 0.99999  # the same vector, unit-normalised on arrival
+
+        baseline, dim, table = decode_prototype_deltas(hub.fleet_parts()["fleet.json"][1])
+        assert (baseline, dim) == ("b-test", 1280)
+        assert sorted(table) == ["sku-000", "sku-002"]
+
+
+def test_a_catalogue_without_a_baseline_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.db"
+    fleet.build_catalogue(path, np.random.default_rng(1))
+    with pytest.raises(Exception, match="no fleet baseline"):
+        HubCatalogue(path)
+
+
+def test_the_hub_config_takes_a_catalogue_section_and_a_postgres_url(tmp_path: Path) -> None:
+    path = tmp_path / "hub.toml"
+    path.write_text('store = "s001"\nhub_id = "hub-s001"\n'
+                    'database = "postgresql://hub@db.store.lan/cartos"\n'
+                    '[catalogue]\npath = "cat.db"\nsigning_key = "k.pem"\n'
+                    'certificate = "k.cert"\n')
+    config = load_hub_config(path)
+    assert config.database == "postgresql://hub@db.store.lan/cartos"
+    assert config.catalogue is not None and config.catalogue.path == tmp_path / "cat.db"
+
+
+def test_the_hub_process_with_a_mismatched_signing_key_exits_78(
+    master: Path, tmp_path: Path
+) -> None:
+    root = generate_private_key()
+    key, other = (issue_signing_key(root, k, stores=["s001"]) for k in ("a", "b"))
+    (tmp_path / "k.pem").write_bytes(key.private_pem())
+    (tmp_path / "k.cert").write_bytes(other.certificate_envelope)
+    path = tmp_path / "hub.toml"
+    path.write_text(f'store = "s001"\nhub_id = "hub-s001"\ndatabase = "hub.db"\n'
+                    f'[catalogue]\npath = "{master}"\nsigning_key = "k.pem"\n'
+                    'certificate = "k.cert"\n[broker]\nport = 1\n')
+    proc = subprocess.run([sys.executable, "-m", "cartos", "hub", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 78, proc.stderr
+    assert "certifies another key" in proc.stderr
+
+
+def test_a_correction_on_one_cart_changes_every_other_carts_answer() -> None:
+    """The fleet benchmark, small: real broker, hub, signed releases, carts in a worker."""
+    require_mosquitto()
+    started = time.monotonic()
+    result = fleet.run(carts=6, trials=2)
+    assert result["carts_unchanged"] == 0
+    assert result["bundles_not_applied"] == 0
+    assert result["releases"] >= 3  # the start state, then one per correction
+    assert 0 < result["propagation_p95_s"] < 30, json.dumps(result)
+    assert time.monotonic() - started < 120
