@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cartos.errors import CartosError
-from cartos.hub.message_store import open_message_store
+from cartos.hub.message_store import MessageStore, open_message_store
 from cartos.hub.release import Release, Releaser
 from cartos.hub.store import Received
 from cartos.sync import payloads, topics
 from cartos.sync.topics import Kind
 
 log = logging.getLogger(__name__)
+
+Consumer = Callable[[MessageStore, set[tuple[str, str]]], bool]
+"""Something that reads committed uplink messages (review items, telemetry) after each
+commit; see :meth:`Hub.add_consumer`."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class Hub:
         self._dirty = releaser is not None  # publish the current state once at start
         self._released_at = 0.0
         self._learn_carts: set[str] = set(self.db.carts()) if releaser is not None else set()
+        self._consumers: list[Consumer] = []
+        self._touched: set[tuple[str, str]] = {(c, "*") for c in self.db.carts()}
+        self._release_requested = threading.Event()
         self.rejections = payloads.RejectionCounter()
         self.committed = 0
         self.duplicates = 0
@@ -123,8 +131,27 @@ class Hub:
             except CartosError as exc:  # learning resumes from its cursor next pass
                 log.error("hub catalogue: %s", exc)
 
+    def add_consumer(self, consumer: Consumer) -> None:
+        """Call ``consumer(db, touched)`` on the worker thread after commits, with the
+        ``(cart, stream)`` pairs committed since its last call (``(cart, "*")`` for every cart
+        with messages, once at start). A consumer keeps its own cursor in its own storage and
+        returns True when it changed the master catalogue (a release follows)."""
+        self._consumers.append(consumer)
+
+    def request_release(self) -> None:
+        """Cut a release soon (thread-safe): e.g. an attendant labelled a review crop."""
+        self._release_requested.set()
+
     def _learn_and_release(self) -> None:
-        """Learn committed corrections, then cut a release when something changed."""
+        """Learn committed corrections, run the consumers, then cut a release when
+        something changed."""
+        touched, self._touched = self._touched, set()
+        for consumer in self._consumers:
+            if touched and consumer(self.db, touched):
+                self._dirty = True
+        if self._release_requested.is_set():
+            self._release_requested.clear()
+            self._dirty = True
         releaser = self.releaser
         if releaser is None:
             return
@@ -175,6 +202,7 @@ class Hub:
             return
         marks, duplicates = self.db.commit(received)
         self._learn_carts |= {m.cart for m in received if m.stream == "corrections"}
+        self._touched |= {(m.cart, m.stream) for m in received}
         self.committed += len(received) - duplicates
         self.duplicates += duplicates
         for (cart, stream), upto in marks.items():
