@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cartos.errors import CartosError
+from cartos.hub.canary import Activity, CanaryPolicy, evaluate
 from cartos.hub.message_store import MessageStore, open_message_store
 from cartos.hub.release import Release, Releaser
 from cartos.hub.store import Received
@@ -51,6 +53,10 @@ class HubSettings:
     release_interval_s: float = 0.5
     """Least time between two catalogue releases: corrections arriving together from many
     carts become one release instead of one each."""
+    canary: CanaryPolicy | None = None
+    """Release to a few carts first (``cartos.hub.canary``); none: straight to every cart."""
+    rollback_resend_s: float = 30.0
+    """How often a canary cart still holding a halted release is told again to roll back."""
 
 
 class Hub:
@@ -67,7 +73,15 @@ class Hub:
         self.db = open_message_store(db)
         self.releaser = releaser
         self.releases: list[Release] = []
-        self._dirty = releaser is not None  # publish the current state once at start
+        self._dirty = False
+        self._started = releaser is None
+        self.states: dict[str, dict[str, Any]] = {}
+        """Each cart's latest retained state (``…/<cart>/state``)."""
+        self.responses: dict[str, dict[str, Any]] = {}
+        """Command responses by transaction."""
+        self.activity = Activity()
+        self.verdicts: list[tuple[str, str]] = []
+        self._told: dict[str, float] = {}
         self._released_at = 0.0
         self._learn_carts: set[str] = set(self.db.carts()) if releaser is not None else set()
         self._consumers: list[Consumer] = []
@@ -153,21 +167,74 @@ class Hub:
             self._release_requested.clear()
             self._dirty = True
         releaser = self.releaser
-        if releaser is None:
+        if releaser is None or not self._client.is_connected():
             return
         while self._learn_carts:
             cart = self._learn_carts.pop()
             if releaser.catalogue.catch_up(self.db, cart):
                 self._dirty = True
-        if (self._dirty and self._client.is_connected()
+        state = releaser.state()
+        if not self._started:  # (re)announce what is out; release what changed while down
+            self._started = True
+            releaser.republish(self._client)
+            self._dirty = releaser.needs_release()
+        if state.canary is not None:
+            self._watch_canary(releaser, state.canary)
+            return  # one candidate at a time: what changed meanwhile waits for the verdict
+        if state.halted is not None:
+            self._roll_back_halted(state.halted)
+            return
+        if (self._dirty
                 and time.monotonic() - self._released_at >= self.settings.release_interval_s):
             self._dirty = False
             self._released_at = time.monotonic()
+            policy = self.settings.canary
+            carts = policy.choose(set(self.states) | set(self.db.carts())) if policy else []
             try:
-                self.releases.append(releaser.release(self._client))
+                self.releases.append(releaser.release(self._client, canary_carts=carts))
             except (OSError, RuntimeError, ValueError) as exc:
                 self._dirty = True
                 log.error("release not published: %s", exc)
+            if carts:
+                self.activity = Activity()
+
+    def _watch_canary(self, releaser: Releaser, candidate: dict[str, Any]) -> None:
+        policy = self.settings.canary or CanaryPolicy(carts=tuple(candidate["carts"]))
+        verdict = evaluate(policy, candidate, self.states, self.activity, time.time())
+        if verdict.action == "promote":
+            releaser.promote(self._client)
+            self.verdicts.append(("promote", verdict.reason))
+        elif verdict.action == "halt":
+            halted = releaser.halt(self._client, verdict.reason)
+            self.verdicts.append(("halt", verdict.reason))
+            self._roll_back_halted(halted)
+
+    def _roll_back_halted(self, halted: dict[str, Any]) -> None:
+        """Tell every canary cart that still holds the halted release to roll back."""
+        version = int(halted["version"])
+        now = time.monotonic()
+        for cart in halted.get("carts", []):
+            state = self.states.get(cart) or {}
+            held = [int(b.get("version", 0)) for b in state.get("bundles") or []
+                    if b.get("type") == "catalogue"]
+            if not held or max(held) != version:
+                continue
+            if now - self._told.get(cart, -1e9) < self.settings.rollback_resend_s:
+                continue
+            self._told[cart] = now
+            self.command(cart, "rollback", {"type": "catalogue"})
+
+    def command(self, cart: str, command: str, args: dict[str, Any] | None = None,
+                ttl_s: float = 300.0) -> str:
+        """Send a command request to ``cart``; returns its transaction (the response lands
+        in :attr:`responses`)."""
+        transaction = uuid.uuid4().hex
+        now = time.time()
+        body: dict[str, Any] = {"transaction": transaction, "command": command,
+                                "args": args or {}, "sent_at": now, "expires_at": now + ttl_s}
+        self._client.publish(topics.command_request(self.store, cart),
+                             payloads.encode("cmd_req", body), qos=1)
+        return transaction
 
     def _take(self) -> list[tuple[str, bytes]]:
         try:
@@ -194,8 +261,14 @@ class Hub:
             except CartosError as exc:
                 log.warning("dropped a message on %s: %s", topic[:120], exc)
                 continue
+            if parsed.kind == Kind.STATE and parsed.cart is not None:
+                self.states[parsed.cart] = dict(msg)
+                continue
+            if parsed.kind == Kind.CMD_RES:
+                self.responses[str(msg["transaction"])] = dict(msg)
+                continue
             if parsed.kind != Kind.UPLINK:
-                continue  # availability and state: not stored here yet
+                continue  # availability: shown by the broker's retained message
             received.append(Received(str(msg["id"]), str(msg["cart"]), str(msg["store"]),
                                      str(msg["stream"]), int(msg["seq"]), dict(msg["body"])))
         if not received:
@@ -203,6 +276,8 @@ class Hub:
         marks, duplicates = self.db.commit(received)
         self._learn_carts |= {m.cart for m in received if m.stream == "corrections"}
         self._touched |= {(m.cart, m.stream) for m in received}
+        for m in received:
+            self.activity.count(m.cart, m.stream)
         self.committed += len(received) - duplicates
         self.duplicates += duplicates
         for (cart, stream), upto in marks.items():

@@ -455,6 +455,44 @@ class PrivacyConfig(ProfileSection):
     )
 
 
+class SyncTlsConfig(ProfileSection):
+    """The cart's client certificate for the broker's TLS listener (``cartos.sync.pki``)."""
+
+    ca_certs: ProfilePath = Field(description="The store CA certificate (PEM).")
+    certfile: ProfilePath = Field(
+        description="This cart's client certificate (PEM); its CN is the cart id.")
+    key_credential: str = Field(
+        default="mqtt-client.key",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+        description=(
+            "Name of the systemd credential holding the certificate's private key "
+            "(`LoadCredential=`): a key never sits in a world-readable TOML file."
+        ),
+    )
+
+
+class SyncConfig(ProfileSection):
+    """The store hub link (``cartos.sync``): corrections up, signed catalogue releases down."""
+
+    store: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                       description="The store id, as in the topics and the certificates.")
+    cart: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                      description="This cart's id (its certificate CN with TLS).")
+    host: str = Field(default="127.0.0.1", description="The store broker's host.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 with TLS).")
+    root_key: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description=(
+            "The pinned Ed25519 root public key (hex) that signs the hub's signing keys: "
+            "the only thing a cart trusts for updates, whatever the network says."
+        ),
+    )
+    keepalive_s: int = Field(default=5, ge=1, le=600,
+                             description="MQTT keepalive; the last will fires after 1.5 × this.")
+    tls: SyncTlsConfig | None = Field(default=None,
+                                      description="Client-certificate TLS; none: plain.")
+
+
 class DeviceProfile(ProfileSection):
     """One hardware target: everything that changes when cartos moves to another board."""
 
@@ -487,6 +525,13 @@ class DeviceProfile(ProfileSection):
         description=(
             "Review-crop retention and the largest crop that may be stored; the defaults apply "
             "when the section is left out."
+        ),
+    )
+    sync: SyncConfig | None = Field(
+        default=None,
+        description=(
+            "The store hub link; usually set per site in /etc/cartos (store, cart id, broker). "
+            "Left out: the cart runs alone and keeps everything in its outbox."
         ),
     )
 

@@ -23,12 +23,14 @@ from cartos.catalog.store import CatalogStore
 from cartos.profiles.schema import EMULATOR_PORT, DeviceProfile
 from cartos.runtime.cart import CartRuntime, StoreViewBasket
 from cartos.runtime.errors import RuntimeStartError
+from cartos.runtime.hub_link import start_hub_link
 from cartos.sensors.bridge.profile import emulator_for
 from cartos.sensors.camera import FrameSource, ImageDirectoryReplay, OpenCVSource
 from cartos.service.config import load_service_config
 from cartos.service.lifecycle import Lifecycle
 from cartos.service.notify import Notifier
 from cartos.service.watchdog import Watchdog
+from cartos.sync.cart_client import CartSync
 from cartos.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ def run_service(
     lifecycle = Lifecycle(notifier)
     restore_signals = lifecycle.install_stop_signals()
     emulator = None
+    link: CartSync | None = None
     try:
         if not catalogue.exists():
             raise RuntimeStartError(f"catalogue {catalogue} does not exist")
@@ -104,6 +107,11 @@ def run_service(
         holder["runtime"] = runtime
         runtime.start()
         runtime.bridge.wait_ready(SENSOR_WAIT_S)
+        if profile.sync is not None:
+            link = start_hub_link(profile.sync, config.credentials, catalogue,
+                                  state / "basket.db", state, runtime.request_reload)
+            announce(f"hub link: store {profile.sync.store} as {profile.sync.cart} via "
+                     f"{profile.sync.host}:{profile.sync.port}")
         api = None
         if api_port is not None:
             api = ApiServer(store_view, port=api_port, metrics=metrics)
@@ -111,6 +119,8 @@ def run_service(
             announce(f"cart API on {api.url}")
         lifecycle.mark("sensors", f"mode {runtime.mode}")
         _loop(runtime, lifecycle, notifier, store_view, seconds)
+        if link is not None:
+            link.stop()
         if api is not None:
             api.stop()
         runtime.stop()
