@@ -15,7 +15,18 @@ for a bundle the cart would refuse), then its retained chunks are fetched into
 a staging folder that survives restarts, and the complete bundle is offered to
 the cart's :class:`~cartos.sync.bundles.store.BundleStore`, which verifies and
 applies it in one transaction. The manifest is the reconciliation: whatever the
-broker lost or the cart missed while offline, the newest bundle is named there.
+broker lost or the cart missed while offline, the newest bundle is named there. A
+manifest may also name canary bundles for a list of carts; a listed cart treats them
+as offered too. Of the stable bundles of one type only the newest is fetched; a canary
+cart behind stable installs stable first and the candidate right after, so that rolling
+the candidate back lands on stable.
+
+State: a retained summary (bundles held, outbox counters, the latest bundle
+outcome) on ``…/<cart>/state`` after every (re)connection, every complete bundle
+outcome and every ``state_interval_s``, so the hub sees what each cart runs without
+asking. Commands: requests on ``…/<cart>/cmd/req`` are answered on ``…/cmd/res``
+with their ``transaction``; an expired request is not run, and a redelivered
+transaction is answered again from memory, not run twice.
 
 One thread owns everything: it has its own connection to the basket file
 (WAL lets it read and delete while the runtime writes), and the MQTT client's
@@ -28,12 +39,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -44,15 +57,27 @@ from cartos.basket.schema import STREAMS
 from cartos.basket.store import BasketStore
 from cartos.errors import CartosError
 from cartos.sync import payloads, topics
-from cartos.sync.bundles.manifest import Chunk
+from cartos.sync.bundles.manifest import Chunk, Manifest
 from cartos.sync.bundles.store import BundleStore, ChunkAssembler, Outcome
-from cartos.sync.errors import BundleRejected
+from cartos.sync.errors import BundleRejected, BundleStoreError
 from cartos.sync.topics import Kind
 
 log = logging.getLogger(__name__)
 
 UPLINK_STREAMS: tuple[str, ...] = ("corrections", "review", "events", "telemetry")
 """Drain order: what the hub learns from first, telemetry last."""
+
+COMMAND_MEMORY: Final = 256
+"""Transactions whose responses the cart remembers, to answer a redelivered request again
+without running it twice. QoS 1 redelivers within seconds of a reconnection, and a hub
+retries a transaction only while it waits for that one answer, so a few hundred is ample
+and bounds the memory a flood of distinct transactions can take."""
+
+_BUNDLE_TYPE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+"""A bundle type (``common.schema.json#/$defs/bundle_type``), for a command's arguments."""
+
+MAX_REASON_CHARS: Final = 64
+"""Longest ``last_bundle.reason`` in the state (the schema's cap); reasons are short codes."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,10 @@ class SyncSettings:
     reconnect_max_s: float = 5.0
     tls: dict[str, str] | None = None
     """``{"ca_certs", "certfile", "keyfile"}`` for the TLS listener with client certificates."""
+    state_interval_s: float = 60.0
+    """Republish the retained state this often even when nothing happened, so the outbox
+    counters the hub sees are never older than this and a state the broker lost in a crash
+    comes back without waiting for a reconnection."""
 
 
 @dataclass
@@ -89,6 +118,17 @@ class SyncStats:
     connects: int = 0
     disconnects: int = 0
     rejected_acks: int = 0
+    manifests: int = 0
+    """Bundle manifest messages received (each (re)subscription delivers the retained one)."""
+    states: int = 0
+    """State messages published."""
+    commands: int = 0
+    """Command requests executed (or refused as expired); repeats are not counted here."""
+    repeated_commands: int = 0
+    """Redelivered transactions answered from memory without running them again."""
+    rejected_commands: int = 0
+    """Command requests refused before reading them (bad topic or payload: counted in
+    ``payloads.REJECTIONS`` too); no response is possible without a trusted transaction."""
     last_connect_s: float | None = None
     reconnect_s: list[float] = field(default_factory=list)
     """Seconds from each lost connection to the next successful one."""
@@ -125,10 +165,18 @@ class CartSync:
         self._open_bundles = bundles
         self._staging = staging or basket_db.with_name(basket_db.stem + "-bundles")
         self._downloads: dict[str, tuple[bytes, ChunkAssembler]] = {}
+        self._deferred: dict[str, bytes] = {}
+        """Per bundle type, a canary envelope to fetch once the stable download of that type
+        is done (see ``_on_manifest``)."""
         self.outcomes: list[Outcome] = []
+        """What became of every complete bundle offered to the store, newest last."""
         self._bundles: BundleStore | None = None
         self._held: list[dict[str, Any]] = []
-        """What became of every complete bundle offered to the store, newest last."""
+        self._last_bundle: dict[str, Any] | None = None
+        self._state_due = False
+        self._next_state_at = 0.0
+        self._responses: OrderedDict[str, bytes] = OrderedDict()
+        """Encoded response per recent transaction, oldest first (at most COMMAND_MEMORY)."""
 
     # -- MQTT client (callbacks only queue) ------------------------------------------------
 
@@ -231,6 +279,7 @@ class CartSync:
                 topics.available(self.store, self.cart),
                 self._available("online"),
                 qos=1, retain=True)
+            self._state_due = True  # the hub learns what this cart runs before its backlog
         elif kind == "disconnected":
             if self._connected:
                 self.stats.disconnects += 1
@@ -239,6 +288,7 @@ class CartSync:
         elif kind == "message":
             self._on_message_data(basket, *data)
         if self._connected:
+            self._publish_state_if_due(basket)
             self._publish_pending(basket)
 
     def _on_message_data(self, basket: BasketStore, topic: str, raw: bytes) -> None:
@@ -247,11 +297,16 @@ class CartSync:
         except CartosError as exc:
             if topic == topics.ack(self.store, self.cart):
                 self.stats.rejected_acks += 1
+            elif topic == topics.command_request(self.store, self.cart):
+                self.stats.rejected_commands += 1
             log.warning("message on %s refused: %s", topic[:120], exc)
             return
         if parsed.kind == Kind.ACK:
             self._on_ack(basket, message)
+        elif parsed.kind == Kind.CMD_REQ:
+            self._on_command(basket, message)
         elif parsed.kind == Kind.BUNDLE_MANIFEST:
+            self.stats.manifests += 1
             self._on_manifest(message)
         elif parsed.kind == Kind.BUNDLE_CHUNK and parsed.bundle is not None:
             self._on_chunk(parsed.bundle, message)
@@ -272,24 +327,66 @@ class CartSync:
                 store.install_revocations(str(message["revocations"]).encode())
             except BundleRejected as exc:
                 log.warning("revocation list refused: %s", exc)
-        for text in message.get("bundles", []):
+        self._deferred.clear()  # this manifest says anew what comes after what
+        stable = self._acceptable(message.get("bundles", []))
+        canary = message.get("canary")
+        candidates = (self._acceptable(canary["bundles"])
+                      if canary is not None and self.cart in canary["carts"] else {})
+        for bundle_type, (envelope, manifest) in stable.items():
+            later = candidates.pop(bundle_type, None)
+            if later is not None and later[1].version > manifest.version:
+                # Stable first, the candidate once it is in: a rollback of the candidate then
+                # lands on stable. Straight to the candidate, the store's previous slot would
+                # be older than stable, and stable, below the high-water, never comes back.
+                self._deferred[bundle_type] = later[0]
+            self._download(envelope, manifest)
+        for envelope, manifest in candidates.values():
+            self._download(envelope, manifest)
+
+    def _acceptable(self, texts: list[Any]) -> dict[str, tuple[bytes, Manifest]]:
+        """Per bundle type, the newest of ``texts`` that the store would accept now.
+
+        Only the newest: fetching an older one too would at best be applied and replaced at
+        once, at worst finish last and be reported as a refused older version."""
+        assert self._bundles is not None
+        newest: dict[str, tuple[bytes, Manifest]] = {}
+        for text in texts:
             envelope = str(text).encode()
             try:
-                verified = store.check(envelope)
+                manifest = self._bundles.check(envelope).manifest
             except BundleRejected as exc:
                 if exc.reason not in ("older_version", "replay"):
                     log.warning("bundle refused before download: %s", exc)
                 continue
-            manifest = verified.manifest
-            ref = topics.bundle_ref(manifest.type, manifest.version)
-            if ref in self._downloads:
+            best = newest.get(manifest.type)
+            if best is None or manifest.version > best[1].version:
+                newest[manifest.type] = (envelope, manifest)
+        return newest
+
+    def _download(self, envelope: bytes, manifest: Manifest) -> None:
+        """Start (or resume from staging) fetching a checked bundle; a download of an older
+        version of its type is dropped, and none starts if a newer one is under way."""
+        ref = topics.bundle_ref(manifest.type, manifest.version)
+        if ref in self._downloads:
+            return
+        for other, (_e, running) in list(self._downloads.items()):
+            if running.manifest.type != manifest.type:
                 continue
-            assembler = ChunkAssembler(self._staging / ref, manifest)
-            self._downloads[ref] = (envelope, assembler)
-            if assembler.complete:  # every chunk was staged before a restart
-                self._finish(ref)
-            else:
-                self._client.subscribe(topics.bundle_parts_filter(self.store, ref), qos=1)
+            if running.manifest.version > manifest.version:
+                return
+            self._forget(other)
+        assembler = ChunkAssembler(self._staging / ref, manifest)
+        self._downloads[ref] = (envelope, assembler)
+        if assembler.complete:  # every chunk was staged before a restart
+            self._finish(ref)
+        else:
+            self._client.subscribe(topics.bundle_parts_filter(self.store, ref), qos=1)
+
+    def _forget(self, ref: str) -> None:
+        """Stop downloading ``ref`` and delete what was staged for it."""
+        _envelope, assembler = self._downloads.pop(ref)
+        self._client.unsubscribe(topics.bundle_parts_filter(self.store, ref))
+        assembler.discard()
 
     def _on_chunk(self, ref: str, message: dict[str, Any]) -> None:
         download = self._downloads.get(ref)
@@ -310,9 +407,30 @@ class CartSync:
         outcome = self._bundles.offer(envelope, assembler.parts())
         assembler.discard()
         self.outcomes.append(outcome)
-        self._held = [dict(h) for h in self._bundles.holding()]
         log.info("bundle %s: %s %s %s", ref, outcome.status, outcome.reason or "",
                  outcome.detail)
+        bundle_type = assembler.manifest.type
+        self._record_outcome(outcome, bundle_type, assembler.manifest.version)
+        later = self._deferred.pop(bundle_type, None)
+        if later is not None:  # the canary candidate waiting for stable to be in
+            for envelope, manifest in self._acceptable([later.decode()]).values():
+                self._download(envelope, manifest)
+
+    def _record_outcome(self, outcome: Outcome, bundle_type: str, version: int | None) -> None:
+        """After an offer or a rollback: refresh what the cart holds, remember the outcome for
+        the state (which goes out next), tell the listener.
+
+        ``bundle_type``/``version`` say what the outcome is about when the outcome itself
+        does not: a bundle refused during verification comes back without them, and the
+        hub's canary monitor still needs to know which release this cart refused."""
+        assert self._bundles is not None
+        self._held = [dict(h) for h in self._bundles.holding()]
+        known = outcome.type is not None
+        reason = outcome.reason[:MAX_REASON_CHARS] if outcome.reason is not None else None
+        self._last_bundle = {"type": outcome.type if known else bundle_type,
+                             "version": outcome.version if known else version,
+                             "status": outcome.status, "reason": reason}
+        self._state_due = True
         if self._on_outcome is not None:
             try:
                 self._on_outcome(outcome)
@@ -323,6 +441,151 @@ class CartSync:
         """The bundles the cart runs (``BundleStore.holding``, refreshed by the worker thread,
         which alone may touch the store)."""
         return list(self._held)
+
+    @property
+    def last_bundle(self) -> dict[str, Any] | None:
+        """The latest bundle outcome as the state reports it (``type``, ``version``,
+        ``status``, ``reason``), or None before the first one since start."""
+        return None if self._last_bundle is None else dict(self._last_bundle)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _state_fields(self, basket: BasketStore) -> dict[str, Any]:
+        """The state message without its id: also the ``status`` command's result."""
+        fields: dict[str, Any] = {
+            "cart": self.cart,
+            "store": self.store,
+            "sent_at": self._clock(),
+            "status": "online",
+            "bundles": [dict(h) for h in self._held],
+            "outbox": {stream: {"last_seq": st.last_seq, "acked_seq": st.acked_seq,
+                                "pending": st.pending, "dropped": st.dropped}
+                       for stream, st in basket.outbox_stats().items()},
+        }
+        if self._last_bundle is not None:
+            fields["last_bundle"] = dict(self._last_bundle)
+        return fields
+
+    def _publish_state_if_due(self, basket: BasketStore) -> None:
+        if self._state_due or time.monotonic() >= self._next_state_at:
+            self._publish_state(basket)
+
+    def _publish_state(self, basket: BasketStore) -> str | None:
+        """Publish the retained state now; its id, or None if it could not be sent (it is
+        then sent again on the next pass)."""
+        self._state_due = False
+        self._next_state_at = time.monotonic() + self.settings.state_interval_s
+        state_id = payloads.new_id()
+        try:
+            raw = payloads.encode("state", {"id": state_id, **self._state_fields(basket)})
+        except CartosError as exc:  # a bug on this side; the uplink carries on without it
+            log.error("state not published: %s", exc)
+            return None
+        info = self._client.publish(topics.state(self.store, self.cart), raw, qos=1,
+                                    retain=True)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._state_due = True
+            return None
+        self.stats.states += 1
+        return state_id
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def _on_command(self, basket: BasketStore, request: dict[str, Any]) -> None:
+        """Answer one schema-valid request: from memory if its transaction was seen, else run
+        it (unless expired) and remember the encoded response, so a resend is byte-identical
+        (same id: the hub deduplicates it like any other message)."""
+        transaction = str(request["transaction"])
+        topic = topics.command_response(self.store, self.cart)
+        seen = self._responses.get(transaction)
+        if seen is not None:
+            self._responses.move_to_end(transaction)
+            self.stats.repeated_commands += 1
+            self._client.publish(topic, seen, qos=1)
+            return
+        self.stats.commands += 1
+        expires_at = request.get("expires_at")
+        now = self._clock()
+        if expires_at is not None and now > float(expires_at):
+            response = _error(transaction, now, "expired",
+                              f"expired at {expires_at} (cart clock {now:.3f}); not run")
+        else:
+            response = self._execute(basket, transaction, str(request["command"]),
+                                     dict(request.get("args", {})))
+        try:
+            raw = payloads.encode("cmd_res", response)
+        except CartosError as exc:  # e.g. a result over the size cap: say so instead
+            raw = payloads.encode("cmd_res", _error(transaction, self._clock(), "internal",
+                                                    f"response not encodable: {exc}"))
+        self._responses[transaction] = raw
+        while len(self._responses) > COMMAND_MEMORY:
+            self._responses.popitem(last=False)
+        self._client.publish(topic, raw, qos=1)
+
+    def _execute(self, basket: BasketStore, transaction: str, command: str,
+                 args: dict[str, Any]) -> dict[str, Any]:
+        handler = self._commands().get(command)
+        if handler is None:
+            return _error(transaction, self._clock(), "unknown_command",
+                          f"this cart does not know the command {command!r}")
+        log.info("command %s (transaction %s)", command, transaction)
+        try:
+            result = handler(basket, args)
+        except _CommandError as exc:
+            return _error(transaction, self._clock(), exc.code, exc.message)
+        except Exception as exc:  # a command's bug must not stop the worker
+            log.exception("command %s failed", command)
+            return _error(transaction, self._clock(), "internal",
+                          f"{type(exc).__name__}: {exc}")
+        return {"transaction": transaction, "status": "ok", "sent_at": self._clock(),
+                "result": result}
+
+    def _commands(self) -> dict[str, Callable[[BasketStore, dict[str, Any]], dict[str, Any]]]:
+        return {
+            "status": self._cmd_status,
+            "rollback": self._cmd_rollback,
+            "reconcile": self._cmd_reconcile,
+            "publish_state": self._cmd_publish_state,
+        }
+
+    def _cmd_status(self, basket: BasketStore, _args: dict[str, Any]) -> dict[str, Any]:
+        return self._state_fields(basket)
+
+    def _cmd_rollback(self, _basket: BasketStore, args: dict[str, Any]) -> dict[str, Any]:
+        """``{"type": T}``: back to the previous bundle of type T (or the baseline)."""
+        bundle_type = args.get("type")
+        if not isinstance(bundle_type, str) or _BUNDLE_TYPE.fullmatch(bundle_type) is None:
+            raise _CommandError("bad_args", 'rollback takes args {"type": <bundle type>}')
+        if self._bundles is None:
+            raise _CommandError("no_bundles", "this cart runs without a bundle store")
+        if self._bundles.current(bundle_type) is None:
+            raise _CommandError("nothing_to_roll_back", f"no {bundle_type} bundle installed")
+        try:
+            outcome = self._bundles.rollback(bundle_type)
+        except BundleStoreError as exc:
+            raise _CommandError("rollback_failed", str(exc)) from exc
+        log.info("bundle %s rolled back on request: %s", bundle_type, outcome.detail)
+        self._record_outcome(outcome, bundle_type, outcome.version)
+        return {"status": outcome.status, "type": bundle_type, "version": outcome.version,
+                "detail": outcome.detail}
+
+    def _cmd_reconcile(self, _basket: BasketStore, _args: dict[str, Any]) -> dict[str, Any]:
+        """Forget every download under way (staged chunks included: a download stuck on a
+        chunk that conflicts with what the hub now publishes starts clean) and subscribe to
+        the manifest again, which makes the broker deliver the retained one again."""
+        forgotten = sorted(self._downloads)
+        for ref in forgotten:
+            self._forget(ref)
+        self._deferred.clear()  # the manifest, delivered again, says it again
+        manifest = topics.bundle_manifest(self.store)
+        self._client.subscribe(manifest, qos=topics.spec(Kind.BUNDLE_MANIFEST).qos)
+        return {"forgotten": forgotten}
+
+    def _cmd_publish_state(self, basket: BasketStore, _args: dict[str, Any]) -> dict[str, Any]:
+        state_id = self._publish_state(basket)
+        if state_id is None:
+            raise _CommandError("not_published", "the state could not be published")
+        return {"state_id": state_id}
 
     # -- acks ------------------------------------------------------------------------------------
 
@@ -368,3 +631,18 @@ class CartSync:
     @property
     def connected(self) -> bool:
         return self._connected
+
+
+class _CommandError(Exception):
+    """A command refused with a stable ``code`` (the response's ``error.code``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _error(transaction: str, sent_at: float, code: str, message: str) -> dict[str, Any]:
+    """An error response (``cmd_res.schema.json``); the message is cut to the schema's cap."""
+    return {"transaction": transaction, "status": "error", "sent_at": sent_at,
+            "error": {"code": code, "message": message[:1024]}}
