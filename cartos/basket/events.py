@@ -156,6 +156,12 @@ class ReviewQueued:
     reason: str
     candidates: tuple[tuple[str, float], ...] = ()
     weight_g: float | None = None
+    exemplar: Mapping[str, Any] | None = None
+    """What the hub's attendant needs to label the item, read when it was queued:
+    ``{"embedding_f16": base64, "crop_jpeg": base64}``: the crop's embedding (what a label
+    teaches the fleet) and the masked item crop as a JPEG of at most 64 KiB (what the
+    attendant looks at; absent when the crop file was already gone). Never a whole frame
+    (:mod:`cartos.runtime.privacy`); it travels on the ``review`` stream only."""
 
 
 Command = (
@@ -200,6 +206,6 @@ def command_fields(cmd: Command) -> dict[str, Any]:
         data["evidence"] = dict(cmd.evidence)
     if isinstance(cmd, PromptOpened):
         data["context"] = dict(cmd.context)
-    if isinstance(cmd, ItemAdded) and cmd.exemplar is not None:
+    if isinstance(cmd, ItemAdded | ReviewQueued) and cmd.exemplar is not None:
         data["exemplar"] = dict(cmd.exemplar)
     return data

@@ -1,15 +1,29 @@
-"""``cartos hub --config FILE``: the store hub service (receive, commit, acknowledge)."""
+"""``cartos hub --config FILE``: the store hub service (receive, commit, acknowledge).
+
+With a ``[review]`` section (and the ``[catalogue]`` it needs) the hub also takes review
+items in (:class:`~cartos.hub.review.ReviewStore` as a hub consumer), serves the
+attendants' API (:mod:`cartos.hub.api`) on a uvicorn thread, and deletes expired crops at
+start and every hour (:meth:`~cartos.hub.review.ReviewStore.sweep`).
+"""
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 import click
 
 from cartos.cli.main import reports_errors
+
+if TYPE_CHECKING:
+    from cartos.hub.review import ReviewStore
+
+REVIEW_SWEEP_INTERVAL_S: Final = 3600.0
+"""How often expired review crops are deleted: retention counts in days."""
 
 
 @click.command("hub")
@@ -52,15 +66,58 @@ def hub_cmd(config_path: Path, seconds: float | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    hub = Hub(config.database, config.store, config.hub_id, settings, releaser=releaser).start()
-    click.echo(f"hub {config.hub_id} for store {config.store} on "
-               f"{config.broker.host}:{config.broker.port}", err=True)
+    review = None
+    if config.review is not None and releaser is not None:
+        from cartos.hub.review import ReviewStore
+
+        r = config.review
+        assert r.database is not None  # load_hub_config always fills it
+        r.database.parent.mkdir(parents=True, exist_ok=True)
+        review = ReviewStore(r.database, crop_retention_days=r.crop_retention_days,
+                             open_retention_days=r.open_retention_days)
+    hub = Hub(config.database, config.store, config.hub_id, settings, releaser=releaser)
+    api = None
     try:
-        stop.wait(seconds)
+        if review is not None:
+            hub.add_consumer(review.consume)
+            review.sweep()
+        hub.start()
+        click.echo(f"hub {config.hub_id} for store {config.store} on "
+                   f"{config.broker.host}:{config.broker.port}", err=True)
+        if review is not None and releaser is not None and config.review is not None \
+                and config.review.api_port:
+            from cartos.hub.api import ReviewApiServer, create_review_app
+
+            app = create_review_app(review, releaser.catalogue, on_change=hub.request_release)
+            api = ReviewApiServer(app, config.review.api_host, config.review.api_port).start()
+            click.echo(f"review API on {api.url}", err=True)
+        _serve(stop, seconds, review)
     finally:
+        if api is not None:
+            api.stop()
         hub.stop()
+        if review is not None:
+            review.close()
         click.echo(f"hub stopped: {hub.committed} committed, {hub.duplicates} repeats dropped",
                    err=True)
+
+
+def _serve(stop: threading.Event, seconds: float | None, review: ReviewStore | None) -> None:
+    """Wait for SIGTERM (or ``seconds``), sweeping expired review crops every hour."""
+    from cartos.errors import CartosError
+
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while True:
+        wait = REVIEW_SWEEP_INTERVAL_S
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+        if wait <= 0 or stop.wait(wait):
+            return
+        if review is not None:
+            try:
+                review.sweep()
+            except CartosError as exc:  # tried again next hour
+                click.echo(f"review retention sweep failed: {exc}", err=True)
 
 
 def register(root: click.Group) -> None:

@@ -9,6 +9,13 @@
     signing_key = "/etc/cartos-hub/signing.pem"
     certificate = "/etc/cartos-hub/signing.cert"
 
+    [review]                                     # optional, needs [catalogue]
+    database = "/var/lib/cartos-hub/review.db"   # default: review.db next to the hub DB
+    crop_retention_days = 30                     # crops of labelled/dismissed items
+    open_retention_days = 90                     # crops of items nobody looked at
+    api_host = "127.0.0.1"
+    api_port = 8081                              # 0: no API (items still taken in)
+
     [broker]
     host = "broker.store.lan"
     port = 8883
@@ -67,6 +74,25 @@ class CatalogueConfig(_Section):
                                description="How long a release stays valid on the carts.")
 
 
+class ReviewConfig(_Section):
+    """The review queue: item crops for attendants to label (``cartos.hub.review``)."""
+
+    database: Path | None = Field(
+        default=None, description="The review queue's SQLite file; default review.db next "
+                                  "to the hub database (next to the master catalogue when "
+                                  "the hub database is PostgreSQL).")
+    crop_retention_days: float = Field(
+        default=30.0, ge=0.0, le=3650.0,
+        description="Days a crop is kept after its item was labelled, registered or dismissed.")
+    open_retention_days: float = Field(
+        default=90.0, ge=0.0, le=3650.0,
+        description="Days a crop of an item still open is kept after it arrived.")
+    api_host: str = Field(default="127.0.0.1", min_length=1,
+                          description="Address the attendants' API binds to.")
+    api_port: int = Field(default=8081, ge=0, le=65535,
+                          description="Port of the attendants' API; 0: no API.")
+
+
 class HubConfig(_Section):
     """One hub per store."""
 
@@ -76,6 +102,8 @@ class HubConfig(_Section):
                                       "postgresql:// URL (needs the hub-postgres extra).")
     catalogue: CatalogueConfig | None = Field(
         default=None, description="Learn corrections and release catalogues; none: receive only.")
+    review: ReviewConfig | None = Field(
+        default=None, description="Take review items in for attendants; needs [catalogue].")
     broker: BrokerConfig = Field(default_factory=BrokerConfig, description="The broker.")
     batch: int = Field(default=500, ge=1, le=10_000,
                        description="Most messages committed in one transaction.")
@@ -92,6 +120,9 @@ def load_hub_config(path: Path) -> HubConfig:
     try:
         config = HubConfig.model_validate(data)
         topics.validate_segment(config.store, "store")
+        if config.review is not None and config.catalogue is None:
+            raise ValueError("[review] needs a [catalogue] section: labelling a review item "
+                             "teaches the master catalogue")
     except ValidationError as exc:
         problems = "; ".join(describe_error(e) for e in exc.errors())
         raise ConfigError(f"{path}: {problems}") from exc
@@ -113,8 +144,16 @@ def load_hub_config(path: Path) -> HubConfig:
             "certificate": resolve(catalogue.certificate)})
     database = config.database if is_postgres_url(config.database) \
         else str(resolve(Path(config.database)))
+    review = config.review
+    if review is not None:
+        beside = catalogue.path if is_postgres_url(database) and catalogue is not None \
+            else Path(database)
+        review = review.model_copy(update={
+            "database": resolve(review.database) if review.database is not None
+            else beside.parent / "review.db"})
     return config.model_copy(update={
         "database": database,
         "catalogue": catalogue,
+        "review": review,
         "broker": config.broker.model_copy(update={"tls": tls}),
     })

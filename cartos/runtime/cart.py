@@ -49,6 +49,7 @@ from cartos.runtime.decider import (
     Decision,
     EventDecider,
     context_embedding,
+    review_exemplar,
 )
 from cartos.runtime.errors import RuntimeStartError
 from cartos.runtime.inbox import EventInbox
@@ -152,6 +153,7 @@ class CartRuntime:
         self.decider = self._load_decider()
         self.sweeper = RetentionSweeper(self.state_dir / "review", retention_seconds(profile))
         self.bridge = self._bridge()
+        self._reload = threading.Event()
 
     # -- start-up -----------------------------------------------------------------
 
@@ -268,9 +270,33 @@ class CartRuntime:
         """
         self._answers.put((prompt_id, answer, recorded))
 
+    def request_reload(self) -> None:
+        """Reload the catalogue at the next step (thread-safe): the hub link applied a
+        release. The runtime's thread does it, so no recogniser is swapped mid-decision."""
+        self._reload.set()
+
+    def _reload_catalogue(self) -> None:
+        self._reload.clear()
+        try:
+            with CatalogStore(self.catalogue_db) as store:
+                catalogue = CatalogueView.from_store(store)
+                policy = load_policy(store)
+                current = self.decider.recognizer
+                recognizer = (Recognizer.from_store(store, current.embedder)
+                              if current is not None else None)
+        except CartosError as exc:  # keep recognising with what was loaded
+            log.error("catalogue reload failed, keeping the previous one: %s", exc)
+            return
+        self.decider.catalogue, self.decider.policy = catalogue, policy
+        if recognizer is not None:
+            self.decider.recognizer = recognizer
+        log.info("catalogue reloaded after a hub release")
+
     def step(self, now: float | None = None) -> list[Decision]:
         """One pass: sensors, due events, answers. Returns the decisions taken."""
         now = time.monotonic() if now is None else now
+        if self._reload.is_set():
+            self._reload_catalogue()
         decisions: list[Decision] = []
         for ev in self.bridge.poll():
             if isinstance(ev, Settled):
@@ -421,10 +447,14 @@ class CartRuntime:
             if self.metrics is not None:
                 self.metrics.correction(answer)
         elif answer == NONE_OF_THESE and context:
-            self._apply(ReviewQueued(f"{prompt_id}:review",
-                                     str(context.get("crop_path") or NO_CROP),
+            crop_path = str(context.get("crop_path") or NO_CROP)
+            learned = context.get("embedding_f16")
+            self._apply(ReviewQueued(f"{prompt_id}:review", crop_path,
                                      "shopper: none of these", (),
-                                     float(weight) if weight is not None else None))
+                                     float(weight) if weight is not None else None,
+                                     exemplar=review_exemplar(
+                                         learned if isinstance(learned, str) else None,
+                                         crop_path)))
 
     def _learn(self, sku: str, embedding: Any, correction_id: str) -> None:
         """Add the answered crop to the SKU's exemplar memory; recognition uses it at once."""

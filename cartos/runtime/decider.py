@@ -108,9 +108,70 @@ def prompt_context(decision: Decision) -> dict[str, Any]:
         "event": decision.event.key,
     }
     if decision.embedding is not None:
-        vector = np.asarray(decision.embedding, dtype="<f2")
-        context["embedding_f16"] = base64.b64encode(vector.tobytes()).decode("ascii")
+        context["embedding_f16"] = embedding_f16(decision.embedding)
     return context
+
+
+def embedding_f16(vector: np.ndarray) -> str:
+    """An embedding as the hub and the prompt context carry it: little-endian float16, base64."""
+    return base64.b64encode(np.asarray(vector, dtype="<f2").tobytes()).decode("ascii")
+
+
+REVIEW_CROP_MAX_BYTES = 64 * 1024
+"""Largest JPEG a review item carries to the hub; a larger crop file is re-encoded smaller."""
+
+REVIEW_CROP_MAX_SIDE = 1024
+"""Longest side of the crop a review item carries (the hub refuses larger images as not crops)."""
+
+_REENCODE_QUALITIES = (85, 70, 55, 40)
+
+
+def review_crop_jpeg(crop_path: str) -> bytes | None:
+    """The masked crop at ``crop_path`` as JPEG bytes of at most :data:`REVIEW_CROP_MAX_BYTES`.
+
+    The file the decider wrote is used as it is when it fits; otherwise it is re-encoded at
+    lower quality, then smaller, until it does. None when there is no crop (``NO_CROP``),
+    the file is gone (the retention sweep took it) or it is not a readable image.
+    """
+    if not crop_path or crop_path == NO_CROP:
+        return None
+    try:
+        data = Path(crop_path).read_bytes()
+    except OSError:
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        log.warning("review crop %s is not a readable image; sent without it", crop_path)
+        return None
+    height, width = image.shape[:2]
+    if (data[:3] == b"\xff\xd8\xff" and len(data) <= REVIEW_CROP_MAX_BYTES
+            and max(height, width) <= REVIEW_CROP_MAX_SIDE):
+        return data
+    scale = min(1.0, REVIEW_CROP_MAX_SIDE / max(height, width))
+    while True:
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        small = image if size == (width, height) else cv2.resize(
+            image, size, interpolation=cv2.INTER_AREA)
+        for quality in _REENCODE_QUALITIES:
+            ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if ok and len(encoded) <= REVIEW_CROP_MAX_BYTES:
+                return bytes(encoded.tobytes())
+        if min(size) <= 16:  # cannot happen for a real crop; never loop forever
+            return None
+        scale *= 0.7
+
+
+def review_exemplar(embedding: str | None, crop_path: str) -> dict[str, str] | None:
+    """A review item's ``exemplar``: the crop's embedding (``embedding_f16``, as
+    :func:`embedding_f16` writes it) and the masked crop read from ``crop_path`` now
+    (``crop_jpeg``, base64; left out when the file is gone). None when there is neither."""
+    exemplar: dict[str, str] = {}
+    if isinstance(embedding, str) and embedding:
+        exemplar["embedding_f16"] = embedding
+    crop = review_crop_jpeg(crop_path)
+    if crop is not None:
+        exemplar["crop_jpeg"] = base64.b64encode(crop).decode("ascii")
+    return exemplar or None
 
 
 def context_embedding(context: Mapping[str, Any]) -> np.ndarray | None:
@@ -242,6 +303,12 @@ class EventDecider:
         for problem in problems:
             decision.commands.append(AlertRaised(f"{event.key}:badscan:{len(decision.commands)}",
                                                  "invalid_scan", {"detail": problem}))
+        if any(isinstance(c, ReviewQueued) for c in decision.commands):
+            exemplar = review_exemplar(
+                embedding_f16(decision.embedding) if decision.embedding is not None else None,
+                decision.crop_path)
+            decision.commands = [replace(c, exemplar=exemplar) if isinstance(c, ReviewQueued)
+                                 else c for c in decision.commands]
         if decision.prompt_id is not None:
             context = prompt_context(decision)
             decision.commands = [replace(c, context=context) if isinstance(c, PromptOpened)

@@ -75,7 +75,7 @@ def test_canary_first_then_everyone_and_a_bad_release_is_halted(
         _wait(lambda: canary.held() == 2, 20, "the canary cart to run v2")
         assert control.held() == 1  # not before the soak
         _wait(lambda: control.held() == 2, 20, "v2 promoted to the other cart")
-        assert ("promote", ) == hub.verdicts[-1][:1]
+        assert hub.verdicts[-1][0] == "promote"
 
         # A poisoned release: the canary cart's health check refuses it, the hub halts it.
         _poison(catalogue, master)
