@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -147,6 +148,7 @@ def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
 
 
 CARTS_PER_PROCESS = 50
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _start_carts(names: list[str], workdir: Path, master: Path, port: int, root_hex: str,
@@ -218,10 +220,13 @@ def worker(argv: list[str]) -> int:
 class _Worker:
     def __init__(self, names: list[str], port: int, root_hex: str, master: Path,
                  workdir: Path) -> None:
+        # One BLAS thread: 50 carts' numpy calls in one process, each waking a pool of
+        # spinning BLAS threads, would only measure thread contention on this machine.
+        env = {**os.environ, **{v: "1" for v in BLAS_THREAD_VARIABLES}}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cartos.bench.fleet", "worker", str(port), root_hex,
              str(master), str(workdir), *names],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def send(self, obj: dict[str, Any]) -> None:
         assert self.proc.stdin is not None

@@ -60,7 +60,16 @@ def hub_cmd(config_path: Path, seconds: float | None) -> None:
             raise ConfigError(f"{config_path}: catalogue signing key: {exc}") from exc
         releaser = Releaser(HubCatalogue(c.path), key, config.store,
                             validity_s=c.validity_days * 86_400)
-        settings = replace(settings, release_interval_s=c.release_interval_s)
+        canary = None
+        if c.canary is not None:
+            from cartos.hub.canary import CanaryPolicy
+
+            canary = CanaryPolicy(carts=tuple(c.canary.carts), fraction=c.canary.fraction,
+                                  soak_s=60.0 * c.canary.soak_minutes,
+                                  min_adopted=c.canary.min_adopted,
+                                  min_events=c.canary.min_events,
+                                  max_correction_increase=c.canary.max_correction_increase)
+        settings = replace(settings, release_interval_s=c.release_interval_s, canary=canary)
     if not is_postgres_url(config.database):
         Path(config.database).parent.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()

@@ -62,6 +62,24 @@ class BrokerConfig(_Section):
     tls: TlsConfig | None = Field(default=None, description="Client-certificate TLS; none: plain.")
 
 
+class CanaryConfig(_Section):
+    """Canary rollout (``cartos.hub.canary``): who goes first and what halts a release."""
+
+    carts: list[str] = Field(default_factory=list,
+                             description="Canary cart ids; empty: `fraction` of known carts.")
+    fraction: float = Field(default=0.1, ge=0.0, le=1.0,
+                            description="Share of known carts chosen (stably, by hash).")
+    soak_minutes: float = Field(default=10.0, ge=0.0, le=10_080.0,
+                                description="How long canary carts run a release first.")
+    min_adopted: float = Field(default=0.5, ge=0.0, le=1.0,
+                               description="Share of canary carts that must hold it to promote.")
+    min_events: int = Field(default=50, ge=0,
+                            description="Canary item events needed before comparing corrections.")
+    max_correction_increase: float = Field(
+        default=0.05, ge=0.0, le=1.0,
+        description="Halt when canary carts' correction share exceeds the others' by more.")
+
+
 class CatalogueConfig(_Section):
     """The master catalogue the hub learns into and releases from (``cartos.hub.catalogue``)."""
 
@@ -72,6 +90,8 @@ class CatalogueConfig(_Section):
                                       description="Least time between two releases.")
     validity_days: int = Field(default=7, ge=1, le=365,
                                description="How long a release stays valid on the carts.")
+    canary: CanaryConfig | None = Field(
+        default=None, description="Release to a few carts first; none: to every cart at once.")
 
 
 class ReviewConfig(_Section):

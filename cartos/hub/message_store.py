@@ -55,6 +55,10 @@ class MessageStore(Protocol):
         """One cart's committed messages of ``stream`` with seq above ``after_seq``, in order."""
         ...
 
+    def redact(self, stream: str, cart: str, upto_seq: int, path: tuple[str, ...]) -> int:
+        """Remove one field from committed messages (data minimisation); returns how many."""
+        ...
+
     def carts(self) -> list[str]:
         """Every cart with a stored message, sorted."""
         ...

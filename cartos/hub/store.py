@@ -46,6 +46,7 @@ class HubStore:
                                          check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA secure_delete = ON")
             self._conn.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS messages (
@@ -146,6 +147,20 @@ class HubStore:
             "WHERE stream = ? AND cart = ? AND seq > ? ORDER BY seq", (stream, cart, after_seq))
         return [Received(str(i), str(c), str(st), str(sm), int(q), json.loads(b))
                 for i, c, st, sm, q, b in rows]
+
+    def redact(self, stream: str, cart: str, upto_seq: int, path: tuple[str, ...]) -> int:
+        """Remove the field at ``path`` from ``cart``'s ``stream`` messages up to ``upto_seq``
+        (e.g. a review crop, once the review store holds it under its own retention); freed
+        pages are overwritten (``secure_delete``). Returns how many messages changed."""
+        pointer = "$." + ".".join(path)
+        try:
+            cur = self._conn.execute(
+                "UPDATE messages SET body = json_remove(body, ?) WHERE stream = ? AND cart = ? "
+                "AND seq <= ? AND json_type(body, ?) IS NOT NULL",
+                (pointer, stream, cart, upto_seq, pointer))
+        except sqlite3.Error as exc:
+            raise HubStorageError(f"messages not redacted: {exc}") from exc
+        return max(cur.rowcount, 0)
 
     def carts(self) -> list[str]:
         return [str(r[0]) for r in self._conn.execute(

@@ -272,6 +272,23 @@ class PostgresHubStore:
         return [Received(str(i), str(c), str(st), str(sm), int(q), json.loads(b))
                 for i, c, st, sm, q, b in rows]
 
+    def redact(self, stream: str, cart: str, upto_seq: int, path: tuple[str, ...]) -> int:
+        """Remove the field at ``path`` from ``cart``'s ``stream`` messages up to ``upto_seq``
+        (e.g. a review crop, once the review store holds it under its own retention)."""
+        pointer = "{" + ",".join(path) + "}"
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(
+                        "UPDATE messages SET body = (body::jsonb #- %s::text[])::text "
+                        "WHERE stream = %s AND cart = %s AND seq <= %s "
+                        "AND body::jsonb #> %s::text[] IS NOT NULL",
+                        (pointer, stream, cart, upto_seq, pointer))
+                    return max(cur.rowcount, 0)
+            except self._errors() as exc:
+                raise HubStorageError(f"hub database {redact(self.dsn)}: {exc}") from exc
+
     def carts(self) -> list[str]:
         """Every cart with a stored message, sorted."""
         return [str(r[0]) for r in self._query(

@@ -222,11 +222,38 @@ where a seq or version belongs, and a float that slips through there is the kind
 type confusion :mod:`cartos.sync.bundles` refuses too."""
 
 
+def _inline_refs(node: Any, base: str, seen: tuple[str, ...] = ()) -> Any:
+    """``node`` with every ``$ref`` replaced by the schema it names.
+
+    Why: resolving references is most of what validating a small message costs (URL joins and
+    registry lookups on every check). The schemas are fixed at build time, so they are
+    resolved once here; a reference that loops back on itself is left for the resolver.
+    """
+    if isinstance(node, list):
+        return [_inline_refs(item, base, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _inline_refs(v, base, seen) for k, v in node.items() if k != "$ref"}
+    ref = node.get("$ref")
+    if not isinstance(ref, str):
+        return out
+    resolved = _registry().resolver(base_uri=base).lookup(ref)
+    target = f"{resolved.resolver._base_uri}|{ref}"  # the base of the target
+    if target in seen:
+        return node
+    inner = _inline_refs(resolved.contents, resolved.resolver._base_uri,
+                         (*seen, target))
+    if not out:
+        return inner
+    return {**out, "allOf": [*out.get("allOf", []), inner]}
+
+
 @cache
 def _validator(kind: Kind) -> Any:
     document = schema_document(kind)
     Draft202012Validator.check_schema(document)
-    return _StrictValidator(document, registry=_registry())
+    inlined = _inline_refs(document, str(document["$id"]))
+    return _StrictValidator(inlined, registry=_registry())
 
 
 def _kind(kind: Kind | str) -> Kind:

@@ -16,6 +16,7 @@ from cartos.bench import fleet
 from cartos.catalog.store import CatalogStore
 from cartos.hub.catalogue import LEARNED_META_PREFIX, HubCatalogue, provision
 from cartos.hub.config import load_hub_config
+from cartos.service.errors import ConfigError
 from cartos.hub.store import HubStore, Received
 from cartos.inference.corrections import CORRECTION_KIND
 from cartos.sync.bundles import generate_private_key, issue_signing_key
@@ -86,10 +87,17 @@ def test_the_hub_config_takes_a_catalogue_section_and_a_postgres_url(tmp_path: P
     path.write_text('store = "s001"\nhub_id = "hub-s001"\n'
                     'database = "postgresql://hub@db.store.lan/cartos"\n'
                     '[catalogue]\npath = "cat.db"\nsigning_key = "k.pem"\n'
-                    'certificate = "k.cert"\n')
+                    'certificate = "k.cert"\n[catalogue.canary]\ncarts = ["cart-1"]\n'
+                    'soak_minutes = 5\n')
     config = load_hub_config(path)
     assert config.database == "postgresql://hub@db.store.lan/cartos"
     assert config.catalogue is not None and config.catalogue.path == tmp_path / "cat.db"
+    assert config.catalogue.canary is not None
+    assert (config.catalogue.canary.carts, config.catalogue.canary.soak_minutes) == (
+        ["cart-1"], 5.0)
+    path.write_text(path.read_text() + "halt_on = \"anything\"\n")  # unknown: refused
+    with pytest.raises(ConfigError, match="halt_on"):
+        load_hub_config(path)
 
 
 def test_the_hub_process_with_a_mismatched_signing_key_exits_78(

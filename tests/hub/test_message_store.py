@@ -385,6 +385,19 @@ def test_two_writers_of_one_stream_never_lose_the_high_water(backend: Backend) -
     assert len(stores[1].ids()) == 100
 
 
+def test_a_field_is_redacted_from_one_carts_stream_up_to_a_seq(backend: Backend) -> None:
+    store = backend.open()
+    def body(seq: int) -> dict[str, Any]:
+        return {"command": {"key": f"k{seq}", "exemplar": {"crop_jpeg": "QUJD", "e": 1}}}
+    store.commit([msg(1, "review", body=body(1)), msg(2, "review", body=body(2)),
+                  msg(3, "review", body=body(3)), msg(1, "review", OTHER, body=body(1))])
+    assert store.redact("review", CART, 2, ("command", "exemplar", "crop_jpeg")) == 2
+    assert store.redact("review", CART, 2, ("command", "exemplar", "crop_jpeg")) == 0
+    mine = {m.seq: m.body["command"]["exemplar"] for m in store.messages("review", CART)}
+    assert mine == {1: {"e": 1}, 2: {"e": 1}, 3: {"crop_jpeg": "QUJD", "e": 1}}
+    assert store.messages("review", OTHER)[0].body["command"]["exemplar"]["crop_jpeg"] == "QUJD"
+
+
 def test_factory_picks_the_backend(backend: Backend) -> None:
     store = backend.open()
     if backend.kind == "sqlite":

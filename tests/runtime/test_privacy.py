@@ -417,8 +417,26 @@ def test_a_trip_leaves_no_frame_in_any_file_or_message(
     assert rows and {"events", "review"} <= {stream for stream, _ in rows}
     assert any(Path(p).parent == tmp_path / "review" for p in review_paths)
     host = socket.gethostname()
+    exemplars = 0
     for stream, text in rows:
         payload = json.loads(text)
+        # The one image a message may carry: a review item's masked item crop (and the crop's
+        # embedding), for the hub's attendant. It is checked as a crop here, then left out of
+        # the search for anything else.
+        exemplar = payload.get("command", {}).pop("exemplar", None)
+        if exemplar is not None:
+            assert stream == "review", f"{stream}: only review items carry an exemplar"
+            assert set(exemplar) <= {"embedding_f16", "crop_jpeg"}, sorted(exemplar)
+            if "crop_jpeg" in exemplar:
+                data = base64.b64decode(exemplar["crop_jpeg"], validate=True)
+                assert len(data) <= 64 * 1024 and data.startswith(b"\xff\xd8\xff")
+                crop = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                assert crop is not None
+                h, w = crop.shape[:2]
+                assert h < FRAME_H and w < FRAME_W and h * w <= share * FRAME_H * FRAME_W
+                corner = crop[:4, :4].astype(int)
+                assert np.abs(corner - NEUTRAL_GREY).max() <= 12, "review: margin not masked"
+                exemplars += 1
         for where, key, value in walk_json(payload):
             assert key.lower() not in IDENTIFYING_KEYS, f"{stream}{where}: key {key!r}"
             if key in ("session", "session_id") and isinstance(value, str):
@@ -437,3 +455,4 @@ def test_a_trip_leaves_no_frame_in_any_file_or_message(
             except (binascii.Error, ValueError):
                 raw = b""
             assert not raw.startswith(IMAGE_MAGIC), f"{stream}{where}: base64 image"
+    assert exemplars, "the unknown item's review message should carry its masked crop"
