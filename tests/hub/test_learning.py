@@ -16,9 +16,9 @@ from cartos.bench import fleet
 from cartos.catalog.store import CatalogStore
 from cartos.hub.catalogue import LEARNED_META_PREFIX, HubCatalogue, provision
 from cartos.hub.config import load_hub_config
-from cartos.service.errors import ConfigError
 from cartos.hub.store import HubStore, Received
 from cartos.inference.corrections import CORRECTION_KIND
+from cartos.service.errors import ConfigError
 from cartos.sync.bundles import generate_private_key, issue_signing_key
 from cartos.sync.catalogue_parts import decode_prototype_deltas
 from tests.sync.conftest import require_mosquitto
