@@ -29,7 +29,11 @@ def run(
     seed: int = 0,
     log: Callable[[str], None] = lambda _m: None,
     timeout_s: float = 1800.0,
+    min_events: int = 0,
 ) -> dict[str, Any]:
+    """``min_events``: go on past ``frames`` until the board has sent at least this many scan
+    events, so a slow or loaded machine (fewer scans accepted per frame) still measures loss
+    over enough scans."""
     with tempfile.TemporaryDirectory(prefix="cartos-bridge-") as tmp:
         link = Path(tmp) / "mcu"
         emu = Emulator(link, adc_rate_hz=100_000.0, seed=seed, record_truth=True, idle_sleep_s=0)
@@ -69,8 +73,17 @@ def run(
             next_scan = time.monotonic()
             last_log = 0.0
             n = 0
-            while truth.frames_sent < frames:
+            def scans_sent() -> int:
+                with truth.lock:
+                    return sum(1 for name, _v in truth.events.values() if name == "scan")
+
+            enough_scans = min_events <= 0
+            checked_at = 0.0
+            while truth.frames_sent < frames or not enough_scans:
                 now = time.monotonic()
+                if not enough_scans and now - checked_at > 0.1:
+                    checked_at = now
+                    enough_scans = scans_sent() >= min_events
                 if now - t_start > timeout_s:
                     break
                 if now >= next_scan:

@@ -631,6 +631,17 @@ class CatalogStore:
         )
         self._dirty = True
 
+    def drop_artifact_after(self, name: str, version: int) -> int:
+        """Delete the versions of artifact ``name`` newer than ``version`` (undoing an update
+        that installed one where there was none); returns how many rows went."""
+        self._require_change()
+        cursor = self._conn.execute(
+            "DELETE FROM artifacts WHERE name = ? AND version > ?", (name, version))
+        removed = max(cursor.rowcount, 0)
+        if removed:
+            self._dirty = True
+        return removed
+
     def get_artifact(self, name: str, version: int | None = None) -> bytes | None:
         """The newest artifact of that name at or before ``version`` (default: newest)."""
         row = self._conn.execute(

@@ -77,6 +77,7 @@ def main() -> None:
         recognize_cmds,
         run_cmd,
         sensors_cmds,
+        synth_cmd,
     )
 
     for module in (
@@ -91,6 +92,7 @@ def main() -> None:
         basket_cmds,
         run_cmd,
         hub_cmd,
+        synth_cmd,
     ):
         module.register(cli)
     cli()

@@ -45,7 +45,14 @@ FLEET_ROWS_META: Final = "fleet_rows"
 """SKUs registered or changed at the hub since the baseline: their rows and *all* their
 exemplars travel in every bundle (the carts' baseline has neither)."""
 
-THRESHOLDS_META: Final = "fleet_thresholds_changed"
+MODEL_META: Final = "fleet_model"
+"""Path of the backbone every cart should run (set by :meth:`HubCatalogue.set_model`); its
+model file and card travel in every release, and carts swap only after checking it."""
+
+BASELINE_CALIBRATION_META: Final = "fleet_baseline_calibration"
+"""Catalogue version of the calibration the carts were provisioned with: a calibration
+refitted at the hub since (``cartos calibrate`` on the master catalogue) ships as the
+``thresholds`` part of every release."""
 
 
 LEARNED_META_PREFIX: Final = "learned_corrections:"
@@ -77,6 +84,8 @@ def provision(catalogue: Path, baseline: str | None = None) -> str:
     baseline = baseline or f"b-{secrets.token_hex(8)}"
     with CatalogStore(catalogue) as store, store.change("provision", f"baseline {baseline}"):
         store.meta_set(BASELINE_META, baseline)
+        store.meta_set(BASELINE_CALIBRATION_META,
+                       str(store.artifact_version(CALIBRATION_ARTIFACT) or 0))
     return baseline
 
 
@@ -129,6 +138,18 @@ class HubCatalogue:
             store.meta_set(FLEET_ROWS_META, json.dumps(sorted(rows)))
             _refresh_prototypes(store, [record.sku], left)
 
+    def set_model(self, model: Path | None) -> None:
+        """Ship ``model`` (an ONNX file with its ``.card.json``) to the fleet; None: stop.
+
+        The backbone refresh (a new model and the catalogue rebuilt with it) sets this;
+        the file and card are read when each release is cut."""
+        if model is not None:
+            card = model.with_suffix(".card.json")
+            if not model.is_file() or not card.is_file():
+                raise HubError(f"{model}: a model needs its file and its card ({card.name})")
+        with CatalogStore(self.path) as store, store.change("model", f"fleet model {model}"):
+            store.meta_set(MODEL_META, "" if model is None else str(model))
+
     def fleet_parts(self) -> dict[str, tuple[str, bytes]]:
         """Every difference from the baseline as bundle parts ``{name: (kind, bytes)}``."""
         with CatalogStore(self.path) as store:
@@ -152,7 +173,14 @@ class HubCatalogue:
             }
             if records:
                 parts["rows.json"] = ("catalogue_rows", encode_catalogue_rows(records))
-            if store.meta_get(THRESHOLDS_META):
+            model = store.meta_get(MODEL_META)
+            if model:
+                path = Path(model)
+                parts["model.onnx"] = ("model", path.read_bytes())
+                parts["model.card.json"] = ("model_card",
+                                            path.with_suffix(".card.json").read_bytes())
+            shipped = int(store.meta_get(BASELINE_CALIBRATION_META) or 0)
+            if (store.artifact_version(CALIBRATION_ARTIFACT) or 0) > shipped:
                 calibration = store.get_artifact(CALIBRATION_ARTIFACT)
                 if calibration is not None:
                     parts["thresholds.json"] = ("thresholds", calibration)

@@ -10,6 +10,7 @@ transaction outbox), so a restart after ``kill -9`` resumes the same session.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import queue
 import threading
@@ -61,6 +62,7 @@ from cartos.sensors.bridge.client import BridgeClient
 from cartos.sensors.bridge.events import LinkState, ScaleState, Scan, Settled
 from cartos.sensors.bridge.profile import scale_config
 from cartos.sensors.camera import FrameRing, FrameSource
+from cartos.sync.catalogue_apply import MODEL_META
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +171,24 @@ class CartRuntime:
         return EventDecider(recognizer, catalogue, policy, self.state_dir / "review",
                             DeciderSettings(max_crop_share=self.profile.privacy.max_crop_share))
 
+    def _model_path(self, store: CatalogStore) -> Path:
+        """The backbone to run: the one a hub release installed (already loaded, warmed up
+        and sanity-checked before it was accepted, ``cartos.sync.catalogue_apply``), else the
+        profile's. Releases carry ONNX models: a cart on another backend keeps its own."""
+        inf = self.profile.inference
+        installed = store.meta_get(MODEL_META)
+        if installed and inf.backend == "onnxruntime":
+            return Path(json.loads(installed)["path"])
+        return model_file_for(inf)
+
+    def _embedder(self, path: Path) -> Embedder:
+        inf = self.profile.inference
+        return Embedder(path, backend=inf.backend,
+                        options=BackendOptions(threads=inf.threads, spin_wait=inf.spin_wait))
+
     def _load_recognizer(self, store: CatalogStore) -> Recognizer | None:
         try:
-            inf = self.profile.inference
-            embedder = Embedder(model_file_for(inf), backend=inf.backend,
-                                options=BackendOptions(threads=inf.threads,
-                                                       spin_wait=inf.spin_wait))
+            embedder = self._embedder(self._model_path(store))
             recognizer = Recognizer.from_store(store, embedder)
             self.health.model = True
             self.health.detail.pop("model", None)
@@ -282,14 +296,24 @@ class CartRuntime:
                 catalogue = CatalogueView.from_store(store)
                 policy = load_policy(store)
                 current = self.decider.recognizer
-                recognizer = (Recognizer.from_store(store, current.embedder)
+                wanted = self._model_path(store)
+                embedder = current.embedder if current is not None else None
+                swap = current is not None and (
+                    embedder is None or Path(embedder.model_path) != wanted)
+                if swap:
+                    embedder = self._embedder(wanted)
+                recognizer = (Recognizer.from_store(store, embedder)
                               if current is not None else None)
-        except CartosError as exc:  # keep recognising with what was loaded
+        except Exception as exc:  # keep recognising with what was loaded
             log.error("catalogue reload failed, keeping the previous one: %s", exc)
             return
         self.decider.catalogue, self.decider.policy = catalogue, policy
         if recognizer is not None:
+            old = self.decider.recognizer
             self.decider.recognizer = recognizer
+            if swap and old is not None and old.embedder is not None:
+                old.embedder.close()
+                log.warning("backbone swapped to %s after a hub release", wanted.name)
         log.info("catalogue reloaded after a hub release")
 
     def step(self, now: float | None = None) -> list[Decision]:

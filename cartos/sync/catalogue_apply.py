@@ -161,7 +161,9 @@ class CatalogueUpdater:
         store = CatalogStore.within(conn, self.catalogue_path)
         model = self._stage_model(by_kind, store) if "model" in by_kind else None
         undo: dict[str, Any] = {"skus": {}, "exemplars": [], "fleet_skus": [],
-                                "calibration": None, "model": store.meta_get(MODEL_META)}
+                                "calibration": None, "model": store.meta_get(MODEL_META),
+                                "thresholds": "thresholds" in by_kind,
+                                "catalogue_version": store.version}
         with store.change("bundle", f"{manifest.type} bundle v{manifest.version}"):
             touched: set[str] = set()
             left: dict[str, set[str]] = {"family": set(), "brand": set()}
@@ -294,6 +296,8 @@ class CatalogueUpdater:
                 store.add_exemplars(sku, _vector(vec)[None, :], [source], kind=kind)
             if undo["calibration"] is not None:
                 store.put_artifact(CALIBRATION_ARTIFACT, undo["calibration"].encode())
+            elif undo.get("thresholds"):  # there was none: the installed one goes
+                store.drop_artifact_after(CALIBRATION_ARTIFACT, int(undo["catalogue_version"]))
             if undo["model"] is not None:
                 store.meta_set(MODEL_META, undo["model"])
             elif store.meta_get(MODEL_META) is not None:

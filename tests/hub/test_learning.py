@@ -127,3 +127,47 @@ def test_a_correction_on_one_cart_changes_every_other_carts_answer() -> None:
     assert result["releases"] >= 3  # the start state, then one per correction
     assert 0 < result["propagation_p95_s"] < 30, json.dumps(result)
     assert time.monotonic() - started < 120
+
+
+def test_a_calibration_refitted_at_the_hub_ships_and_the_cart_installs_it(
+    master: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import time as clock
+
+    from cartos.inference.calibration import Calibration, LogisticModel
+    from cartos.inference.recognizer import CALIBRATION_ARTIFACT
+    from cartos.sync.bundles import BundleStore, build_manifest, public_key_hex
+    from cartos.sync.catalogue_apply import CatalogueUpdater
+
+    hub = HubCatalogue(master)
+    assert "thresholds.json" not in hub.fleet_parts()  # nothing refitted since the baseline
+    cart = tmp_path / "cart.db"
+    shutil.copy(master, cart)
+    with CatalogStore(master) as store:
+        version = store.version
+    model = LogisticModel(weights=[4.0, 8.0], bias=-3.0, mean=[0.5, 0.1], scale=[0.2, 0.1])
+    refit = Calibration(version, 0.05, model, model, 0.9, 0.6, 0.5, 0.7, 0.7)
+    with CatalogStore(master) as store, store.change("calibrate", "refit at the hub"):
+        store.put_artifact(CALIBRATION_ARTIFACT, refit.to_json().encode())
+    parts = hub.fleet_parts()
+    assert parts["thresholds.json"] == ("thresholds", refit.to_json().encode())
+
+    root = generate_private_key()
+    key = issue_signing_key(root, "k1", stores=["s001"])
+    now = int(clock.time())
+    manifest = build_manifest(bundle_type="catalogue", store="s001", version=1, issued_at=now,
+                              expires_at=now + 600, key_id=key.key_id, parts=parts)
+    updater = CatalogueUpdater(cart)
+    with BundleStore(cart, root_key=public_key_hex(root), store_id="s001",
+                     apply=updater.apply, restore=updater.restore,
+                     health_check=updater.health_check,
+                     certificates=[key.certificate_envelope]) as bundles:
+        outcome = bundles.offer(key.sign(manifest),
+                                {manifest.part_ref(n): d for n, (_k, d) in parts.items()})
+        assert outcome.accepted, outcome
+        with CatalogStore(cart) as store:
+            assert store.get_artifact(CALIBRATION_ARTIFACT) == refit.to_json().encode()
+        bundles.rollback("catalogue")
+    with CatalogStore(cart) as store:  # no calibration before: none after the rollback
+        assert store.get_artifact(CALIBRATION_ARTIFACT) in (None, b"")

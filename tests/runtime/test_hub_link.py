@@ -1,5 +1,6 @@
 """``cartos run`` with a ``[sync]`` section: the real service takes the hub's signed releases
-into the catalogue it recognises against, and reloads it."""
+into the catalogue it recognises against, reloads it, and swaps its backbone when a release
+brings one."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cartos.catalog.store import CatalogStore
 from cartos.hub.catalogue import HubCatalogue, provision
 from cartos.hub.release import Releaser
 from cartos.hub.service import Hub, HubSettings
+from cartos.inference.model_card import shipped_model_path
 from cartos.runtime.simulation import SimulatedStore
 from cartos.sync.bundles import generate_private_key, issue_signing_key, public_key_hex
 from tests.sync.broker import Broker
@@ -94,6 +96,14 @@ def test_the_cart_service_applies_hub_releases_and_reloads(
             with CatalogStore(cart_catalogue) as store:
                 sources = store.exemplars(skus=[sku], kind="fleet").sources
             assert sources == ["correction:cart-x:p1"]
+
+            # A backbone release: the cart checks the model, then the runtime swaps to it.
+            hub.releaser.catalogue.set_model(shipped_model_path())
+            hub.request_release()
+            _wait(lambda: _held(cart_catalogue) >= 3, 60, "the model release on the cart")
+            _wait(lambda: any("backbone swapped" in line for line in lines), 20,
+                  "the runtime swapping its backbone")
+            assert list((tmp_path / "state" / "models").glob("*.onnx"))
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0, "".join(lines[-30:])
         finally:

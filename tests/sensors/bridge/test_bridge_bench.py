@@ -10,7 +10,7 @@ from cartos.bench.bridge import run
 
 
 def test_noisy_line_accepts_nothing_corrupt_and_loses_no_scan() -> None:
-    r = run(ber=1e-3, frames=8000, scan_every_s=0.005)
+    r = run(ber=1e-3, frames=8000, scan_every_s=0.005, min_events=60)
     assert r["frames"] >= 8000
     assert r["bits_flipped"] > 100  # the line really was noisy
     assert r["host_frames_invalid"] > 0
