@@ -86,10 +86,16 @@ def hub_cmd(config_path: Path, seconds: float | None) -> None:
                              open_retention_days=r.open_retention_days)
     hub = Hub(config.database, config.store, config.hub_id, settings, releaser=releaser)
     api = None
+    drift = None
     try:
         if review is not None:
+            from cartos.hub.drift import DriftLedger
+
             hub.add_consumer(review.consume)
             review.sweep()
+            assert config.review is not None and config.review.database is not None
+            drift = DriftLedger(config.review.database.with_name("drift.db"))
+            hub.add_consumer(drift.consume)
         hub.start()
         click.echo(f"hub {config.hub_id} for store {config.store} on "
                    f"{config.broker.host}:{config.broker.port}", err=True)
@@ -97,7 +103,8 @@ def hub_cmd(config_path: Path, seconds: float | None) -> None:
                 and config.review.api_port:
             from cartos.hub.api import ReviewApiServer, create_review_app
 
-            app = create_review_app(review, releaser.catalogue, on_change=hub.request_release)
+            app = create_review_app(review, releaser.catalogue, on_change=hub.request_release,
+                                    drift=drift)
             api = ReviewApiServer(app, config.review.api_host, config.review.api_port).start()
             click.echo(f"review API on {api.url}", err=True)
         _serve(stop, seconds, review)
@@ -107,6 +114,8 @@ def hub_cmd(config_path: Path, seconds: float | None) -> None:
         hub.stop()
         if review is not None:
             review.close()
+        if drift is not None:
+            drift.close()
         click.echo(f"hub stopped: {hub.committed} committed, {hub.duplicates} repeats dropped",
                    err=True)
 

@@ -25,12 +25,13 @@ from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import uvicorn
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cartos.catalog.records import SkuRecord
 from cartos.hub.catalogue import HubCatalogue
+from cartos.hub.drift import DriftLedger
 from cartos.hub.errors import HubError, HubStorageError
 from cartos.hub.review import (
     ReviewLabelError,
@@ -123,14 +124,17 @@ class ErrorBody(BaseModel):
 
 
 def create_review_app(review: ReviewStore, catalogue: HubCatalogue,
-                      on_change: Callable[[], None] | None = None) -> FastAPI:
-    """The attendants' API over ``review``, labelling into ``catalogue``."""
+                      on_change: Callable[[], None] | None = None,
+                      drift: DriftLedger | None = None) -> FastAPI:
+    """The attendants' API over ``review``, labelling into ``catalogue``; with ``drift``,
+    also the store's drift summary."""
     app = FastAPI(title=API_TITLE, version=API_VERSION,
                   summary="Review queue of the store hub: label crops, register new SKUs.",
                   docs_url=None, redoc_url=None)
     app.state.review = review
     app.state.catalogue = catalogue
     app.state.on_change = on_change or (lambda: None)
+    app.state.drift = drift
     _add_error_handlers(app)
     _add_routes(app)
     return app
@@ -175,6 +179,17 @@ def _add_routes(app: FastAPI) -> None:
         review = _review(request)
         return {"status": "ok", "items": review.counts(), "skipped": review.skipped(),
                 "catalogue_version": _catalogue(request).version()}
+
+    @app.get("/api/v1/drift", tags=["hub"])
+    def drift(request: Request,
+              hours: float = Query(default=6.0, gt=0, le=24 * 31),
+              store_wide_carts: int = Query(default=3, ge=1, le=10_000)) -> dict[str, Any]:
+        """Drift alerts the carts raised recently, per trigger; ``store_wide`` when enough
+        carts raised the same one (then ``refresh_backbone``)."""
+        ledger: DriftLedger | None = request.app.state.drift
+        if ledger is None:
+            raise HTTPException(404, "this hub keeps no drift ledger")
+        return ledger.summary(hours * 3600.0, store_wide_carts)
 
     @app.get("/api/v1/review", response_model=ReviewList, tags=["review"])
     def list_items(request: Request, status: Status | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -31,7 +32,9 @@ from cartos.basket.events import (
     SessionOpened,
 )
 from cartos.basket.store import BasketStore
+from cartos.catalog.records import DISCONTINUED
 from cartos.catalog.store import CatalogStore
+from cartos.drift.monitor import DriftMonitor, DriftSettings
 from cartos.errors import CartosError
 from cartos.fusion.calibration_service import load_policy
 from cartos.fusion.catalogue_view import CatalogueView
@@ -156,6 +159,8 @@ class CartRuntime:
         self.sweeper = RetentionSweeper(self.state_dir / "review", retention_seconds(profile))
         self.bridge = self._bridge()
         self._reload = threading.Event()
+        self.drift_reference = self.state_dir / "drift-reference.json"
+        self.decider.drift = self._drift_monitor()
 
     # -- start-up -----------------------------------------------------------------
 
@@ -284,6 +289,39 @@ class CartRuntime:
         """
         self._answers.put((prompt_id, answer, recorded))
 
+    def _drift_monitor(self) -> DriftMonitor:
+        with CatalogStore(self.catalogue_db) as store:
+            gone = [r.sku for r in store.list_skus(status=DISCONTINUED)]
+        monitor = DriftMonitor(DriftSettings(), discontinued=gone)
+        try:
+            if self.drift_reference.exists():
+                monitor.restore(json.loads(self.drift_reference.read_text()))
+        except (OSError, ValueError, KeyError, CartosError) as exc:
+            log.warning("drift reference %s unusable, building a new one: %s",
+                        self.drift_reference, exc)
+        return monitor
+
+    def _raise_drift_alerts(self) -> None:
+        """Record the drift monitor's alerts in the basket (they reach the hub on the events
+        stream) and in the metrics; save its reference once it has one."""
+        monitor = self.decider.drift
+        if monitor is None:
+            return
+        if monitor.reference is not None and not self.drift_reference.exists():
+            tmp = self.drift_reference.with_suffix(".tmp")
+            tmp.write_text(json.dumps(monitor.reference))
+            os.replace(tmp, self.drift_reference)
+        if self.metrics is not None and monitor.last_psi:
+            self.metrics.set_drift_psi(monitor.last_psi)
+        alerts, self.decider.drift_alerts = self.decider.drift_alerts, []
+        for alert in alerts:
+            log.warning("drift: %s %s", alert.trigger, alert.evidence)
+            self._apply(AlertRaised(f"drift:{alert.trigger}:{uuid.uuid4().hex}", "drift",
+                                    {"trigger": alert.trigger, "window": alert.window,
+                                     **alert.evidence}))
+            if self.metrics is not None:
+                self.metrics.drift_alert(alert.trigger)
+
     def request_reload(self) -> None:
         """Reload the catalogue at the next step (thread-safe): the hub link applied a
         release. The runtime's thread does it, so no recogniser is swapped mid-decision."""
@@ -375,6 +413,11 @@ class CartRuntime:
         return self._record_decision(decision)
 
     def _record_decision(self, decision: Decision) -> Decision:
+        drift = self.decider.drift
+        if (drift is not None and decision.kind == "add" and decision.decision == "accept"
+                and decision.sku is not None):
+            drift.outcome(decision.sku, corrected=False)
+        self._raise_drift_alerts()
         if decision.prompt_id is not None:
             self.stats.prompts += 1
         self.stats.events += 1
@@ -453,6 +496,10 @@ class CartRuntime:
         """
         context = self.basket.prompt_context(prompt_id) or {}
         qty = int(context.get("quantity") or 1)
+        top = context.get("vision_top")
+        if self.decider.drift is not None and isinstance(top, str) \
+                and answer in self.decider.catalogue:
+            self.decider.drift.outcome(top, corrected=answer != top)
         weight = context.get("weight_g")
         if answer in self.decider.catalogue and context.get("kind") == "remove":
             self._apply(ItemRemoved(f"{prompt_id}:item", answer, qty, evidence_id=prompt_id,

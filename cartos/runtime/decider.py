@@ -31,6 +31,9 @@ from cartos.basket.events import (
     PromptOpened,
     ReviewQueued,
 )
+from cartos.drift.features import embedding_features, input_features
+from cartos.drift.monitor import Alert as DriftAlert
+from cartos.drift.monitor import DriftMonitor
 from cartos.fusion.answer import FusedAnswer
 from cartos.fusion.catalogue_view import CatalogueView
 from cartos.fusion.evidence import BarcodeEvidence, VisionEvidence, WeightEvidence
@@ -109,6 +112,8 @@ def prompt_context(decision: Decision) -> dict[str, Any]:
     }
     if decision.embedding is not None:
         context["embedding_f16"] = embedding_f16(decision.embedding)
+    if decision.vision_candidates:  # answered otherwise: the camera's top answer was wrong
+        context["vision_top"] = decision.vision_candidates[0]
     return context
 
 
@@ -215,6 +220,9 @@ class EventDecider:
         self.review_dir = review_dir
         self.settings = settings or DeciderSettings()
         self.picker = EventFramePicker()
+        self.drift: DriftMonitor | None = None
+        """Watches every recognised crop (``cartos.drift``); the runtime raises its alerts."""
+        self.drift_alerts: list[DriftAlert] = []
 
     # -- evidence -----------------------------------------------------------------
 
@@ -245,6 +253,12 @@ class EventDecider:
         backbone_s = time.perf_counter() - start
         recognitions: list[Recognition] = self.recognizer.recognize_vectors(vectors)
         vision = VisionEvidence.from_recognitions(recognitions, self.recognizer.temperature)
+        if self.drift is not None and crops and recognitions:
+            first = recognitions[0]
+            features = input_features(crops[0]) | embedding_features(
+                np.array([c.score for c in first.topk] or [0.0]))
+            self.drift_alerts += self.drift.observe(
+                features, answer=first.topk[0].sku if first.topk else None)
         return vision, vectors, backbone_s
 
     def _removal_vision(

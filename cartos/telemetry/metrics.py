@@ -99,6 +99,14 @@ class Metrics:
         self._prompts_expired = Counter(
             "cartos_prompts_expired", "Questions that timed out unanswered.", registry=reg
         )
+        self._drift_alerts = Counter(
+            "cartos_drift_alerts", "Drift and retraining triggers raised, by trigger.",
+            ["trigger"], registry=reg,
+        )
+        self._drift_psi = Gauge(
+            "cartos_drift_psi", "Population Stability Index of the last closed window vs the "
+            "reference, per watched feature.", ["feature"], registry=reg,
+        )
         self._review_depth = Gauge(
             "cartos_review_queue_depth",
             "Crops in the open session queued for human labelling.",
@@ -147,6 +155,13 @@ class Metrics:
     def correction(self, sku: str | None) -> None:
         """Count a correction of an earlier decision for ``sku``."""
         self._corrections.labels(sku=self._sku_label(sku)).inc()
+
+    def drift_alert(self, trigger: str) -> None:
+        self._drift_alerts.labels(trigger=trigger).inc()
+
+    def set_drift_psi(self, values: Mapping[str, float]) -> None:
+        for feature, value in values.items():
+            self._drift_psi.labels(feature=feature).set(value)
 
     def unknown_item(self) -> None:
         """Count an item that could not be identified outside a tiered decision."""
