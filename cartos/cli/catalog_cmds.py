@@ -191,5 +191,61 @@ def history_cmd(db: Path) -> None:
             click.echo(f"v{row.version:<5d} {row.created_at}  {row.kind:12s} {row.summary}")
 
 
+@catalog.command("plan-add")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+@click.option("--collision-percentile", type=click.FloatRange(50, 100), default=95.0,
+              show_default=True,
+              help="A new SKU this close to an existing one (percentile of existing SKUs' "
+                   "nearest-neighbour similarity) is a predicted collision.")
+@click.option("--min-references", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@reports_errors
+def plan_add_cmd(manifest: Path, db: Path, collision_percentile: float, min_references: int,
+                 as_json: bool) -> None:
+    """Before new SKUs go live: predicted collisions with existing SKUs, the accuracy impact
+    on their neighbours, and which need more reference images. The catalogue is only read."""
+    import numpy as np
+
+    from cartos.catalog.manifest import read_manifest
+    from cartos.inference.expansion import PlanSettings, plan_expansion
+    from cartos.inference.index import CatalogueSnapshot
+
+    parsed = read_manifest(manifest)
+    for problem in parsed.problems:
+        click.echo(f"row {problem.line}: {problem.image}: {problem.message}", err=True)
+    embedder = Embedder()
+    with CatalogStore(db) as store:
+        enrolment.check_signature(store, embedder)
+        snapshot = CatalogueSnapshot.from_store(store)
+    items = [(i, row.image, row.image_text) for i, row in enumerate(parsed.rows)]
+    vectors, problems = enrolment.embed_items(embedder, items, progress=sys.stderr.isatty())
+    for p in problems:
+        click.echo(f"{p.image}: {p.message}", err=True)
+    by_sku: dict[str, list[np.ndarray]] = {}
+    for i, row in enumerate(parsed.rows):
+        if i in vectors:
+            by_sku.setdefault(row.sku.sku, []).append(vectors[i])
+    records = [r for r in parsed.skus if r.sku in by_sku]
+    plan = plan_expansion(snapshot, records, {s: np.stack(v) for s, v in by_sku.items()},
+                          PlanSettings(collision_percentile=collision_percentile,
+                                       min_references=min_references))
+    if as_json:
+        emit_json(plan.to_dict())
+        return
+    click.echo("| new SKU | refs | nearest existing | similarity (percentile) | collision | "
+               "own refs recognised | needs more references |")
+    click.echo("|---|---|---|---|---|---|---|")
+    for n in plan.new:
+        click.echo(f"| {n.sku} | {n.references} | {n.nearest} | {n.similarity:.3f} "
+                   f"({n.similarity_percentile:.0f}) | {'yes' if n.collision else 'no'} | "
+                   f"{n.self_recognised:.0%} | {'; '.join(n.needs_more_references) or '-'} |")
+    click.echo("\n| existing SKU | near new | own refs recognised before → after |")
+    click.echo("|---|---|---|")
+    for m in plan.neighbours:
+        click.echo(f"| {m.sku} | {', '.join(m.near)} | {m.self_recognised_before:.0%} → "
+                   f"{m.self_recognised_after:.0%} |")
+
+
 def register(root: click.Group) -> None:
     root.add_command(catalog)
