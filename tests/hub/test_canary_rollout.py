@@ -4,7 +4,6 @@ soak; a release the canary cart's health check refuses is halted before anyone e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +16,12 @@ from cartos.hub.release import Releaser
 from cartos.hub.service import Hub, HubSettings
 from cartos.sync.bundles import generate_private_key, issue_signing_key, public_key_hex
 from tests.sync.broker import Broker
+from tests.waiting import wait_until
 
 STORE = fleet.STORE
 CANARY, CONTROL = "cart-s001-0001", "cart-s001-0002"
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _poison(hub: HubCatalogue, master: Path) -> None:
@@ -65,22 +58,22 @@ def test_canary_first_then_everyone_and_a_bad_release_is_halted(
                                public_key_hex(root))
     canary, control = carts
     try:
-        _wait(lambda: canary.held() == 1 and control.held() == 1, 30,
+        wait_until(lambda: canary.held() == 1 and control.held() == 1, 30,
               "the first release, promoted to both carts")
 
         # A good release: the canary cart first, the other only after the soak.
         query = fleet.confusing_query(master, "sku-000", "sku-001")
         assert catalogue.learn("sku-000", query, "cart-x", "p1")
         hub.request_release()
-        _wait(lambda: canary.held() == 2, 20, "the canary cart to run v2")
+        wait_until(lambda: canary.held() == 2, 20, "the canary cart to run v2")
         assert control.held() == 1  # not before the soak
-        _wait(lambda: control.held() == 2, 20, "v2 promoted to the other cart")
+        wait_until(lambda: control.held() == 2, 20, "v2 promoted to the other cart")
         assert hub.verdicts[-1][0] == "promote"
 
         # A poisoned release: the canary cart's health check refuses it, the hub halts it.
         _poison(catalogue, master)
         hub.request_release()
-        _wait(lambda: any(v[0] == "halt" for v in hub.verdicts), 30, "the hub to halt v3")
+        wait_until(lambda: any(v[0] == "halt" for v in hub.verdicts), 30, "the hub to halt v3")
         assert "rolled_back" in hub.verdicts[-1][1]
         assert canary.held() == 2  # its own health check already put it back
         time.sleep(policy.soak_s + 1.0)

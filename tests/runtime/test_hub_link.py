@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from cartos.runtime.simulation import SimulatedStore
 from cartos.sync.bundles import generate_private_key, issue_signing_key, public_key_hex
 from tests.sync.broker import Broker
 from tests.sync.conftest import require_mosquitto
+from tests.waiting import wait_until
 
 STORE, CART = "s001", "cart-s001-0042"
 
@@ -39,14 +39,6 @@ def _held(catalogue: Path) -> int:
     return int(row[0] or 0)
 
 
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    assert callable(predicate)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_cart_service_applies_hub_releases_and_reloads(
@@ -81,7 +73,7 @@ def test_the_cart_service_applies_hub_releases_and_reloads(
             daemon=True)
         reader.start()
         try:
-            _wait(lambda: _held(cart_catalogue) >= 1, 60, "the first release on the cart")
+            wait_until(lambda: _held(cart_catalogue) >= 1, 60, "the first release on the cart")
             # An attendant's label at the hub: the master catalogue learns, a release follows.
             with CatalogStore(master) as store:
                 sku = store.list_skus()[0].sku
@@ -90,8 +82,8 @@ def test_the_cart_service_applies_hub_releases_and_reloads(
             assert hub.releaser is not None
             assert hub.releaser.catalogue.learn(sku, noisy.astype(np.float32), "cart-x", "p1")
             hub.request_release()
-            _wait(lambda: _held(cart_catalogue) >= 2, 30, "the second release on the cart")
-            _wait(lambda: any("catalogue reloaded" in line for line in lines), 15,
+            wait_until(lambda: _held(cart_catalogue) >= 2, 30, "the second release on the cart")
+            wait_until(lambda: any("catalogue reloaded" in line for line in lines), 15,
                   "the runtime reloading its catalogue")
             with CatalogStore(cart_catalogue) as store:
                 sources = store.exemplars(skus=[sku], kind="fleet").sources
@@ -100,8 +92,8 @@ def test_the_cart_service_applies_hub_releases_and_reloads(
             # A backbone release: the cart checks the model, then the runtime swaps to it.
             hub.releaser.catalogue.set_model(shipped_model_path())
             hub.request_release()
-            _wait(lambda: _held(cart_catalogue) >= 3, 60, "the model release on the cart")
-            _wait(lambda: any("backbone swapped" in line for line in lines), 20,
+            wait_until(lambda: _held(cart_catalogue) >= 3, 60, "the model release on the cart")
+            wait_until(lambda: any("backbone swapped" in line for line in lines), 20,
                   "the runtime swapping its backbone")
             assert list((tmp_path / "state" / "models").glob("*.onnx"))
             proc.send_signal(signal.SIGTERM)

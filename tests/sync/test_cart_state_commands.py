@@ -31,18 +31,12 @@ from cartos.sync.bundles import (
 )
 from cartos.sync.cart_client import CartSync, SyncSettings
 from tests.sync.broker import Broker
+from tests.waiting import wait_until
 
 STORE, CART, OTHER = "s001", "cart-s001-0001", "cart-s001-0002"
 DAY = 86_400
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _client(port: int, client_id: str) -> mqtt.Client:
@@ -178,7 +172,7 @@ class Commander(Listener):
         return [m for m in self.messages() if m["transaction"] == transaction]
 
     def answer(self, transaction: str, count: int = 1) -> dict[str, Any]:
-        _wait(lambda: len(self.responses(transaction)) >= count, 10,
+        wait_until(lambda: len(self.responses(transaction)) >= count, 10,
               f"response #{count} to {transaction}")
         return self.responses(transaction)[count - 1]
 
@@ -236,20 +230,20 @@ def test_state_is_retained_and_tells_a_late_subscriber_bundles_outbox_and_last_b
         _write_corrections(tmp_path / "cart" / "basket.db", 3)  # no hub acks them: pending
         cart = _cart(tmp_path / "cart", broker.port, hub.root_hex, state_interval_s=0.3)
         try:
-            _wait(lambda: any("last_bundle" in s for s in watcher.messages()), 10,
+            wait_until(lambda: any("last_bundle" in s for s in watcher.messages()), 10,
                   "a state after the bundle")
             first = watcher.messages()[0]
             assert first["status"] == "online"  # published on connection, before any bundle
             seen = len(watcher.messages())
-            _wait(lambda: len(watcher.messages()) >= seen + 2, 3, "periodic states")
+            wait_until(lambda: len(watcher.messages()) >= seen + 2, 3, "periodic states")
         finally:
             cart.stop()
 
         late = Listener(broker.port, topics.state(STORE, CART), "state", "late")
-        _wait(lambda: bool(late.received()), 5, "the retained state")
+        wait_until(lambda: bool(late.received()), 5, "the retained state")
         state, retained = late.received()[0]
         assert retained
-        _wait(lambda: watcher.messages()[-1]["id"] == state["id"], 2,
+        wait_until(lambda: watcher.messages()[-1]["id"] == state["id"], 2,
               "the retained state to be the last one published")
         assert len({s["id"] for s in watcher.messages()}) == len(watcher.messages())
         assert state["cart"] == CART and state["store"] == STORE
@@ -277,9 +271,9 @@ def test_commands_are_answered_with_their_transaction_and_run_at_most_once(
     cart = _cart(tmp_path / "cart", broker.port, hub.root_hex)
     try:
         hub.release(1)
-        _wait(lambda: _version(cart) == 1, 10, "v1")
+        wait_until(lambda: _version(cart) == 1, 10, "v1")
         hub.release(2)
-        _wait(lambda: _version(cart) == 2, 10, "v2")
+        wait_until(lambda: _version(cart) == 2, 10, "v2")
 
         status = commander.call("status")
         assert status["status"] == "ok" and "error" not in status
@@ -336,17 +330,17 @@ def test_reconcile_forgets_a_stuck_download_and_gets_the_manifest_again(
     hub.manifest([release])  # announced, but its chunks never arrived: the download hangs
     cart = _cart(tmp_path / "cart", broker.port, hub.root_hex)
     try:
-        _wait(lambda: cart.stats.manifests == 1, 10, "the manifest")
+        wait_until(lambda: cart.stats.manifests == 1, 10, "the manifest")
         time.sleep(0.3)
         assert _version(cart) == 0
 
         answer = commander.call("reconcile")
         assert answer["status"] == "ok"
         assert answer["result"] == {"forgotten": ["catalogue-1"]}
-        _wait(lambda: cart.stats.manifests == 2, 5, "the retained manifest delivered again")
+        wait_until(lambda: cart.stats.manifests == 2, 5, "the retained manifest delivered again")
 
         hub.chunks(release)  # the download the manifest restarted now completes
-        _wait(lambda: _version(cart) == 1, 10, "v1 after the chunks came")
+        wait_until(lambda: _version(cart) == 1, 10, "v1 after the chunks came")
         assert [o.version for o in cart.outcomes] == [1]
     finally:
         cart.stop()
@@ -379,7 +373,7 @@ def test_hostile_requests_are_counted_and_the_cart_still_answers(
         b'"sent_at": NaN}',
     ]
     try:
-        _wait(lambda: cart.connected, 10, "the cart to connect")
+        wait_until(lambda: cart.connected, 10, "the cart to connect")
         for raw in hostile:
             commander.raw(raw)
         ok = commander.call("status")
@@ -407,7 +401,7 @@ def test_a_listed_cart_applies_the_canary_bundle_and_the_others_stay_on_stable(
     canary = _cart(tmp_path / "canary", broker.port, hub.root_hex, CART)
     other = _cart(tmp_path / "other", broker.port, hub.root_hex, OTHER)
     try:
-        _wait(lambda: _version(canary) == 2 and _version(other) == 1, 10,
+        wait_until(lambda: _version(canary) == 2 and _version(other) == 1, 10,
               "the canary on v2, the other cart on v1")
         time.sleep(0.5)
         assert _version(other) == 1
@@ -420,7 +414,7 @@ def test_a_listed_cart_applies_the_canary_bundle_and_the_others_stay_on_stable(
 
         # The other cart, already on stable, is listed now: it takes only the candidate.
         hub.manifest([stable], canary=([CART, OTHER], [candidate]))
-        _wait(lambda: _version(other) == 2, 10, "the newly listed cart on v2")
+        wait_until(lambda: _version(other) == 2, 10, "the newly listed cart on v2")
         assert [o.version for o in other.outcomes] == [1, 2]
 
         # The candidate withdrawn: the canary keeps it until told to roll back, which brings
@@ -429,7 +423,7 @@ def test_a_listed_cart_applies_the_canary_bundle_and_the_others_stay_on_stable(
         hub.manifest([stable])
         commander = Commander(broker.port, CART)
         try:
-            _wait(lambda: canary.stats.manifests >= 3, 5, "the new manifest")
+            wait_until(lambda: canary.stats.manifests >= 3, 5, "the new manifest")
             assert _version(canary) == 2
             answer = commander.call("rollback", {"type": "catalogue"})
             assert answer["result"]["version"] == 1 and _version(canary) == 1

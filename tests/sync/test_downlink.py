@@ -21,18 +21,12 @@ from cartos.sync.bundles import (
 )
 from cartos.sync.cart_client import CartSync, SyncSettings
 from tests.sync.broker import Broker
+from tests.waiting import wait_until
 
 STORE, CART = "s001", "cart-s001-0001"
 DAY = 86_400
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Hub:
@@ -99,7 +93,7 @@ def test_a_cart_back_after_a_day_offline_holds_the_newest_bundle_within_10_s(
     try:
         hub.release(1, issued_at=int(now) - 60)
         cart = _cart(tmp_path, broker.port, root_hex, time.time)
-        _wait(lambda: _version(cart) == 1, 10, "the first bundle")
+        wait_until(lambda: _version(cart) == 1, 10, "the first bundle")
         cart.stop()
 
         # A day offline: the hub releases twice meanwhile, the broker restarts.
@@ -111,7 +105,7 @@ def test_a_cart_back_after_a_day_offline_holds_the_newest_bundle_within_10_s(
 
         a_day_later = now + DAY
         cart = _cart(tmp_path, broker.port, root_hex, lambda: time.time() - now + a_day_later)
-        took = _wait(lambda: _version(cart) == 3, 10, "the newest bundle after reconnecting")
+        took = wait_until(lambda: _version(cart) == 3, 10, "the newest bundle after reconnecting")
         assert took < 10
         assert [o.version for o in cart.outcomes if o.accepted] == [3]  # straight to the newest
         cart.stop()
@@ -133,7 +127,7 @@ def test_a_bundle_signed_by_a_stranger_is_never_applied(broker: Broker, tmp_path
         time.sleep(2.0)
         assert _version(cart) == 0 and cart.outcomes == []
         real.release(1, issued_at=int(time.time()) - 60)
-        _wait(lambda: _version(cart) == 1, 10, "the genuine bundle")
+        wait_until(lambda: _version(cart) == 1, 10, "the genuine bundle")
         cart.stop()
     finally:
         real.close()

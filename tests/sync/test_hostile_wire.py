@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -17,6 +16,7 @@ from cartos.hub.service import Hub, HubSettings
 from cartos.sync import payloads, topics
 from cartos.sync.cart_client import CartSync, SyncSettings
 from tests.sync.broker import Broker
+from tests.waiting import wait_until
 
 STORE, CART = "s001", "cart-s001-0009"
 
@@ -32,13 +32,6 @@ HOSTILE: dict[str, bytes] = {
 }
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _pending(path: Path) -> int:
@@ -65,7 +58,7 @@ def test_hostile_payloads_on_every_subscribed_topic_are_counted_and_survived(
                    topics.bundle_manifest(STORE)]
     before = payloads.REJECTIONS.count()
     try:
-        _wait(lambda: cart.connected, 10, "the cart to connect")
+        wait_until(lambda: cart.connected, 10, "the cart to connect")
         time.sleep(0.5)  # the hub's subscriptions are in place
         sent = 0
         for topic in hub_topics + cart_topics:
@@ -73,15 +66,15 @@ def test_hostile_payloads_on_every_subscribed_topic_are_counted_and_survived(
                 attacker.publish(topic, data, qos=1).wait_for_publish(10)
                 sent += 1
         # Everything hostile was refused: the hub counts its own, the cart the process-wide.
-        _wait(lambda: hub.rejections.count() >= len(hub_topics) * len(HOSTILE), 30,
+        wait_until(lambda: hub.rejections.count() >= len(hub_topics) * len(HOSTILE), 30,
               "the hub to refuse every hostile message")
-        _wait(lambda: payloads.REJECTIONS.count() - before >= len(cart_topics) * len(HOSTILE),
+        wait_until(lambda: payloads.REJECTIONS.count() - before >= len(cart_topics) * len(HOSTILE),
               30, "the cart to refuse every hostile message")
         assert hub.db.ids("corrections") == set()
         # And both still work: a real correction is committed once and acknowledged.
         with BasketStore(basket_db) as basket:
             basket.apply(ItemAdded("answer:1", "sku-1", 1, corrects="prompt:1"))
-        _wait(lambda: _pending(basket_db) == 0, 20, "the correction to be acknowledged")
+        wait_until(lambda: _pending(basket_db) == 0, 20, "the correction to be acknowledged")
         assert len(hub.db.ids("corrections")) == 1
         assert cart.connected and sent == len(HOSTILE) * (len(hub_topics) + len(cart_topics))
     finally:

@@ -7,7 +7,6 @@ counted, not stored), and the cart deletes a row only after the hub's ack.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cartos.basket.events import ItemAdded, SessionOpened
@@ -16,6 +15,7 @@ from cartos.hub.service import Hub, HubSettings
 from cartos.hub.store import HubStore, Received
 from cartos.sync.cart_client import CartSync, SyncSettings
 from tests.sync.broker import Broker
+from tests.waiting import wait_until
 
 STORE, CART = "s001", "cart-s001-0001"
 
@@ -29,13 +29,6 @@ def _write_corrections(path: Path, n: int, start: int = 0) -> set[str]:
         return {m.msg_id for m in basket.pending("corrections", limit=100_000)}
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _pending(path: Path, stream: str) -> int:
@@ -53,17 +46,17 @@ def test_outbox_reaches_the_hub_once_through_broker_crashes_and_a_cart_restart(
     settings = SyncSettings(port=broker.port, window=50, reconnect_max_s=1.0)
     cart = CartSync(basket_db, STORE, CART, settings).start()
     try:
-        _wait(lambda: hub.committed > 30, 20, "the first messages at the hub")
+        wait_until(lambda: hub.committed > 30, 20, "the first messages at the hub")
         broker.kill()  # loses whatever it had acknowledged but not saved
         time.sleep(0.3)
         broker.start()
         sent |= _write_corrections(basket_db, 100, start=300)  # written while reconnecting
-        _wait(lambda: hub.committed > 200, 30, "more messages after the broker came back")
+        wait_until(lambda: hub.committed > 200, 30, "more messages after the broker came back")
         cart.stop()  # the cart restarts: a new uplink, the same basket file
         cart = CartSync(basket_db, STORE, CART, settings).start()
         broker.kill()
         broker.start()
-        _wait(lambda: _pending(basket_db, "corrections") == 0, 60,
+        wait_until(lambda: _pending(basket_db, "corrections") == 0, 60,
               "every correction acknowledged by the hub")
     finally:
         cart.stop()
@@ -106,12 +99,12 @@ def test_an_ack_beyond_what_the_cart_wrote_is_refused_and_counted(
     rogue.connect("127.0.0.1", broker.port)
     rogue.loop_start()
     try:
-        _wait(lambda: cart.connected, 10, "the cart to connect")
+        wait_until(lambda: cart.connected, 10, "the cart to connect")
         time.sleep(0.3)
         for raw in (payloads.encode("ack", {"stream": "corrections", "upto_seq": 999,
                                             "hub_id": "hub-x"}), b"\xff\xfe not json"):
             rogue.publish(topics.ack(STORE, CART), raw, qos=1).wait_for_publish(5)
-        _wait(lambda: cart.stats.rejected_acks >= 2, 10, "both acks refused")
+        wait_until(lambda: cart.stats.rejected_acks >= 2, 10, "both acks refused")
         assert _pending(basket_db, "corrections") == 3  # nothing deleted
     finally:
         rogue.loop_stop()
