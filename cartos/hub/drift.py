@@ -21,9 +21,18 @@ from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
 from cartos.hub.errors import HubStorageError
+from cartos.hub.sqlite_file import open_durable
 from cartos.hub.store import Received
 
 DRIFT_KIND: Final = "drift"
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, cart TEXT NOT NULL, trigger TEXT NOT NULL,
+    received_at REAL NOT NULL, evidence TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS by_time ON alerts(received_at);
+CREATE TABLE IF NOT EXISTS cursors (cart TEXT PRIMARY KEY, seq INTEGER);
+"""
 DEFAULT_STORE_WIDE_CARTS: Final = 3
 DEFAULT_RECENT_S: Final = 6 * 3600.0
 
@@ -39,22 +48,7 @@ class DriftLedger:
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(str(path), isolation_level=None,
-                                         check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS alerts (
-                    id TEXT PRIMARY KEY, cart TEXT NOT NULL, trigger TEXT NOT NULL,
-                    received_at REAL NOT NULL, evidence TEXT NOT NULL
-                );
-                CREATE INDEX IF NOT EXISTS by_time ON alerts(received_at);
-                CREATE TABLE IF NOT EXISTS cursors (cart TEXT PRIMARY KEY, seq INTEGER);
-                """)
-        except sqlite3.Error as exc:
-            raise HubStorageError(f"drift ledger {path} cannot be opened: {exc}") from exc
+        self._conn = open_durable(path, _SCHEMA, "drift ledger")
 
     def __enter__(self) -> Self:
         return self

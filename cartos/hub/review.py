@@ -56,6 +56,7 @@ from cartos.catalog.store import CatalogStore
 from cartos.errors import CartosError
 from cartos.hub.catalogue import HubCatalogue, correction_source_id
 from cartos.hub.errors import HubError, HubStorageError
+from cartos.hub.sqlite_file import open_durable
 from cartos.hub.store import Received
 from cartos.inference.corrections import APPLIED_META_PREFIX
 from cartos.inference.embedder import l2_normalise
@@ -305,15 +306,7 @@ class ReviewStore:
         self._clock = clock
         self._lock = threading.RLock()
         self._retry: set[str] = set()
-        try:
-            self._conn = sqlite3.connect(str(path), isolation_level=None,
-                                         check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA secure_delete = ON")
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise HubStorageError(f"review database {path} cannot be opened: {exc}") from exc
+        self._conn = open_durable(path, _SCHEMA, "review database")
 
     def __enter__(self) -> Self:
         return self

@@ -19,6 +19,21 @@ from types import TracebackType
 from typing import Any, Self
 
 from cartos.hub.errors import HubStorageError
+from cartos.hub.sqlite_file import open_durable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    store TEXT NOT NULL, cart TEXT NOT NULL, stream TEXT NOT NULL,
+    seq INTEGER NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS by_stream ON messages(cart, stream, seq);
+CREATE TABLE IF NOT EXISTS high_water (
+    cart TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (cart, stream)
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER);
+"""
 
 GAP_TOLERANT_STREAMS = frozenset({"telemetry"})
 """Streams whose gaps are drops the cart counted: acknowledged up to the highest seq held."""
@@ -41,29 +56,7 @@ class HubStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self._conn = sqlite3.connect(str(path), isolation_level=None,
-                                         check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA secure_delete = ON")
-            self._conn.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS messages (
-                    id TEXT PRIMARY KEY,
-                    store TEXT NOT NULL, cart TEXT NOT NULL, stream TEXT NOT NULL,
-                    seq INTEGER NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL
-                );
-                CREATE UNIQUE INDEX IF NOT EXISTS by_stream ON messages(cart, stream, seq);
-                CREATE TABLE IF NOT EXISTS high_water (
-                    cart TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL,
-                    PRIMARY KEY (cart, stream)
-                );
-                CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER);
-                """
-            )
-        except sqlite3.Error as exc:
-            raise HubStorageError(f"hub database {path} cannot be opened: {exc}") from exc
+        self._conn = open_durable(path, _SCHEMA, "hub database")
 
     def __enter__(self) -> Self:
         return self
