@@ -74,6 +74,7 @@ def main() -> None:
         hub_cmd,
         model_cmds,
         profile_cmds,
+        readiness_cmd,
         recognize_cmds,
         run_cmd,
         sensors_cmds,
@@ -93,6 +94,7 @@ def main() -> None:
         run_cmd,
         hub_cmd,
         synth_cmd,
+        readiness_cmd,
     ):
         module.register(cli)
     cli()
