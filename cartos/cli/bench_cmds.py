@@ -295,5 +295,51 @@ def fleet_cmd(carts: int, trials: int, seed: int, workdir: Path | None, as_json:
     click.echo(json.dumps(result))
 
 
+def _sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
+    try:
+        sizes = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError as exc:
+        raise click.BadParameter(f"comma-separated integers, got {value!r}") from exc
+    if not sizes or sizes[0] < 8:
+        raise click.BadParameter("give catalogue sizes of at least 8 SKUs, e.g. 100,1000,2000")
+    return sizes
+
+
+@bench.command("growth")
+@click.option("--sizes", default="100,1000,2000", show_default=True, callback=_sizes,
+              help="Catalogue sizes (nested: each is the first N SKUs of the largest).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--refs", type=click.IntRange(1), default=5, show_default=True,
+              help="Reference images of the most popular SKU.")
+@click.option("--queries", type=click.IntRange(2), default=4, show_default=True,
+              help="Query images per SKU: even rows calibrate, odd rows are measured.")
+@click.option("--unknown", type=click.IntRange(0), default=50, show_default=True,
+              help="Held-out products (never in the catalogue), --queries images each.")
+@click.option("--long-tail", "long_tail", type=click.FloatRange(1.0), default=4.0,
+              show_default=True, help="Reference count of the most over the least popular SKU.")
+@click.option("--cache", "cache_root", type=click.Path(file_okay=False, path_type=Path),
+              default=None,
+              help="Cache root for images + embeddings, one DIR/<params-hash> per parameter "
+                   "set [default: ~/.cache/cartos/growth].")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("docs/bench"), show_default=True,
+              help="Where growth.json, growth.md and the PNG charts go.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line on stdout.")
+@reports_errors
+def growth_cmd(sizes: list[int], seed: int, refs: int, queries: int, unknown: int,
+               long_tail: float, cache_root: Path | None, out_dir: Path,
+               as_json: bool) -> None:
+    """Growth curve: the prototype recogniser vs a closed-set softmax head as SKUs are added."""
+    from cartos.bench.growth import GrowthParams, default_cache_root, markdown_table, run
+
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    params = GrowthParams(max_skus=sizes[-1], refs=refs, queries=queries, unknown=unknown,
+                          long_tail=long_tail, seed=seed)
+    results = run(sizes, params, cache_root or default_cache_root(), out_dir, log=log)
+    if not as_json:
+        click.echo(markdown_table(results), err=True)
+    click.echo(json.dumps(results))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)
