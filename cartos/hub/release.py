@@ -91,16 +91,24 @@ class Releaser:
         self.store = store
         self.validity_s = validity_s
         self.chunk_bytes = chunk_bytes
+        self._saved: str | None = None
+        """The persisted state as last read or written: this releaser is its only writer, so
+        the hub's loop, which looks at it on every pass, never has to reopen the file."""
 
     # -- state -------------------------------------------------------------------------
 
     def state(self) -> ReleaseState:
-        with CatalogStore(self.catalogue.path) as store:
-            return ReleaseState.load(store.meta_get(RELEASE_META))
+        """A copy of the release state (callers change it and hand it to ``_save``)."""
+        if self._saved is None:
+            with CatalogStore(self.catalogue.path) as store:
+                self._saved = store.meta_get(RELEASE_META) or ""
+        return ReleaseState.load(self._saved)
 
     def _save(self, state: ReleaseState, summary: str) -> None:
+        text = state.dump()
         with CatalogStore(self.catalogue.path) as store, store.change("release", summary):
-            store.meta_set(RELEASE_META, state.dump())
+            store.meta_set(RELEASE_META, text)
+        self._saved = text
 
     def needs_release(self) -> bool:
         """Whether the master catalogue differs from the newest release."""

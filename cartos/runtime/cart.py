@@ -65,7 +65,7 @@ from cartos.sensors.bridge.client import BridgeClient
 from cartos.sensors.bridge.events import LinkState, ScaleState, Scan, Settled
 from cartos.sensors.bridge.profile import scale_config
 from cartos.sensors.camera import FrameRing, FrameSource
-from cartos.sync.catalogue_apply import MODEL_META
+from cartos.sync.catalogue_apply import installed_model
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,7 @@ class CartRuntime:
         self.sweeper = RetentionSweeper(self.state_dir / "review", retention_seconds(profile))
         self.bridge = self._bridge()
         self._reload = threading.Event()
+        self._built: Recognizer | None = None
         self.drift_reference = self.state_dir / "drift-reference.json"
         self.decider.drift = self._drift_monitor()
 
@@ -181,9 +182,9 @@ class CartRuntime:
         and sanity-checked before it was accepted, ``cartos.sync.catalogue_apply``), else the
         profile's. Releases carry ONNX models: a cart on another backend keeps its own."""
         inf = self.profile.inference
-        installed = store.meta_get(MODEL_META)
-        if installed and inf.backend == "onnxruntime":
-            return Path(json.loads(installed)["path"])
+        installed = installed_model(store)
+        if installed is not None and inf.backend == "onnxruntime":
+            return installed
         return model_file_for(inf)
 
     def _embedder(self, path: Path) -> Embedder:
@@ -322,9 +323,12 @@ class CartRuntime:
             if self.metrics is not None:
                 self.metrics.drift_alert(alert.trigger)
 
-    def request_reload(self) -> None:
+    def request_reload(self, built: Recognizer | None = None) -> None:
         """Reload the catalogue at the next step (thread-safe): the hub link applied a
-        release. The runtime's thread does it, so no recogniser is swapped mid-decision."""
+        release. The runtime's thread does it, so no recogniser is swapped mid-decision.
+        ``built``: the recogniser the release's health check already built from the new
+        catalogue (without a backbone); its index is adopted instead of built again."""
+        self._built = built
         self._reload.set()
 
     def _reload_catalogue(self) -> None:
@@ -340,8 +344,14 @@ class CartRuntime:
                     embedder is None or Path(embedder.model_path) != wanted)
                 if swap:
                     embedder = self._embedder(wanted)
-                recognizer = (Recognizer.from_store(store, embedder)
-                              if current is not None else None)
+                built, self._built = self._built, None
+                if current is None:
+                    recognizer = None
+                elif built is not None:
+                    recognizer = Recognizer(built.index, built.calibration, embedder,
+                                            current.top_k)
+                else:
+                    recognizer = Recognizer.from_store(store, embedder)
         except Exception as exc:  # keep recognising with what was loaded
             log.error("catalogue reload failed, keeping the previous one: %s", exc)
             return

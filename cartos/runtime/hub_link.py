@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from cartos.inference.recognizer import Recognizer
 from cartos.profiles.schema import SyncConfig
 from cartos.service.config import Credentials
 from cartos.sync.bundles import BundleStore
@@ -35,9 +36,11 @@ def sync_settings(config: SyncConfig, credentials: Credentials) -> SyncSettings:
 
 def start_hub_link(config: SyncConfig, credentials: Credentials, catalogue: Path,
                    basket_db: Path, state_dir: Path,
-                   on_applied: Callable[[], None]) -> CartSync:
+                   on_applied: Callable[[Recognizer | None], None]) -> CartSync:
     """Start the sync client; ``on_applied`` is called (on the sync thread) after every
-    release that was applied or rolled back, so the runtime reloads its catalogue."""
+    release that was applied or rolled back, so the runtime reloads its catalogue. It is
+    given the recogniser the health check built from an applied release (None after a
+    rollback), so the runtime need not build it again."""
     updater = CatalogueUpdater(catalogue, models_dir=state_dir / "models", cart=config.cart)
 
     def bundles() -> BundleStore:
@@ -48,8 +51,10 @@ def start_hub_link(config: SyncConfig, credentials: Credentials, catalogue: Path
     def outcome(result: Outcome) -> None:
         log.info("catalogue release v%s: %s %s", result.version, result.status,
                  result.reason or "")
-        if result.status in ("applied", "rolled_back"):
-            on_applied()
+        if result.status == "applied":
+            on_applied(updater.recognizer)
+        elif result.status == "rolled_back":
+            on_applied(None)
 
     return CartSync(basket_db, config.store, config.cart, sync_settings(config, credentials),
                     bundles=bundles, staging=state_dir / "bundle-staging",

@@ -62,7 +62,7 @@ MODEL_META: Final = "bundle_model"
 
 HEALTH_SAMPLE: Final = 32
 HEALTH_MIN_SELF_TOP1: Final = 0.9
-"""Share of sampled reference exemplars that must still be recognised as their own SKU."""
+"""Share of sampled SKUs whose reference must still be recognised as their own SKU."""
 
 ModelCheck = Callable[[Path, ModelCard, int], None]
 """``check(model_path, card, catalogue_dim)``: raise to refuse a model (see
@@ -214,8 +214,7 @@ class CatalogueUpdater:
         if store.embedding_dim not in (None, dim):
             raise UpdateError(f"fleet exemplars have {dim} dimensions, the catalogue "
                               f"{store.embedding_dim}")
-        fleet_now = store.exemplars(kind=FLEET_KIND)
-        affected = set(fleet_now.skus) | set(table)
+        affected = set(store.exemplar_counts(kind=FLEET_KIND)) | set(table)
         undo["fleet_skus"] = sorted(affected)
         incoming = {source for rows in table.values() for source, _ in rows}
         if self.cart is not None:
@@ -308,30 +307,41 @@ class CatalogueUpdater:
     # -- health --------------------------------------------------------------------------
 
     def health_check(self, _manifest: Manifest) -> bool:
-        """The recogniser builds and still knows the catalogue's own references."""
+        """The recogniser builds and still knows the catalogue's own references.
+
+        One reference of each of up to ``HEALTH_SAMPLE`` random active SKUs is recognised;
+        only those SKUs' references are read, so the check costs the same at 100 SKUs as at
+        10,000."""
         with CatalogStore(self.catalogue_path) as store:
             recognizer = Recognizer.from_store(store)
-            active = [r.sku for r in store.list_skus("active")]
-            refs = store.exemplars(skus=active, kind="reference")
-            if len(refs.skus) == 0:
+            active = {r.sku for r in store.list_skus("active")}
+            with_refs = sorted(s for s in store.exemplar_counts(kind="reference") if s in active)
+            if not with_refs:
                 self.recognizer = recognizer
                 return True
             rng = np.random.default_rng(0)
-            pick = rng.choice(len(refs.skus), size=min(HEALTH_SAMPLE, len(refs.skus)),
-                              replace=False)
-            answers = recognizer.recognize_vectors(refs.vectors[pick])
-            hits = sum(bool(a.topk) and a.topk[0].sku == refs.skus[i]
-                       for a, i in zip(answers, pick, strict=True))
-            ok = bool(hits >= HEALTH_MIN_SELF_TOP1 * len(pick))
+            chosen = rng.choice(len(with_refs), size=min(HEALTH_SAMPLE, len(with_refs)),
+                                replace=False)
+            refs = store.exemplars(skus=[with_refs[i] for i in chosen], kind="reference")
+            first = {sku: i for i, sku in reversed(list(enumerate(refs.skus)))}
+            skus = sorted(first)
+            answers = recognizer.recognize_vectors(refs.vectors[[first[s] for s in skus]])
+            hits = sum(bool(a.topk) and a.topk[0].sku == sku
+                       for a, sku in zip(answers, skus, strict=True))
+            ok = bool(hits >= HEALTH_MIN_SELF_TOP1 * len(skus))
             if not ok:
-                log.warning("catalogue health: %d of %d references recognised", hits, len(pick))
+                log.warning("catalogue health: %d of %d references recognised", hits, len(skus))
             self.recognizer = recognizer if ok else None
             return ok
 
     def active_model(self) -> Path | None:
         """The model a bundle installed, or None for the shipped one."""
         with CatalogStore(self.catalogue_path) as store:
-            text = store.meta_get(MODEL_META)
-        if not text:
-            return None
-        return Path(json.loads(text)["path"])
+            return installed_model(store)
+
+
+def installed_model(store: CatalogStore) -> Path | None:
+    """The model file a release installed in this catalogue (meta ``bundle_model``), or
+    None: the profile's model applies."""
+    text = store.meta_get(MODEL_META)
+    return Path(json.loads(text)["path"]) if text else None
