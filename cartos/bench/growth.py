@@ -51,7 +51,12 @@ import numpy as np
 from cartos.catalog.manifest import read_manifest
 from cartos.catalog.records import SkuRecord
 from cartos.inference.calibrate import fit_calibration
-from cartos.inference.calibration import NEVER, CalibrationTargets, threshold_for_precision
+from cartos.inference.calibration import (
+    NEVER,
+    CalibrationTargets,
+    softmax,
+    threshold_for_precision,
+)
 from cartos.inference.embedder import Embedder
 from cartos.inference.index import CatalogueSnapshot, RecognitionIndex
 from cartos.inference.preprocess import decode_image
@@ -156,7 +161,10 @@ def load_or_build(
     cat = folder / "catalogue"
     start = time.perf_counter()
     hit = meta_path.is_file()
-    if not hit:
+    meta: dict[str, Any]
+    if hit:
+        meta = json.loads(meta_path.read_text())
+    else:
         if folder.exists():
             shutil.rmtree(folder)
         log(f"generating {params.max_skus} SKUs + {params.unknown} unknown products ...")
@@ -180,17 +188,13 @@ def load_or_build(
                 "views": list(EMBED_VIEWS), "render_seconds": round(generated - start, 1),
                 "embed_seconds": round(time.perf_counter() - generated, 1)}
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    meta = json.loads(meta_path.read_text())
     refs = read_manifest(cat / "manifest.csv").rows
     queries = read_manifest(cat / "queries.csv").rows
-    order: list[str] = []
     records: dict[str, SkuRecord] = {}
     for r in refs:
-        if r.sku.sku not in records:
-            order.append(r.sku.sku)
-            records[r.sku.sku] = r.sku
+        records.setdefault(r.sku.sku, r.sku)  # first appearance: slot order
     data = GrowthData(
-        sku_order=order,
+        sku_order=list(records),
         records=records,
         ref_vectors=np.load(emb / "refs.npy"),
         ref_skus=np.array([r.sku.sku for r in refs]),
@@ -233,10 +237,7 @@ class SoftmaxHead:
         return np.asarray(z @ self.weights + self.bias, dtype=np.float32)
 
     def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
-        logit = self.logits(np.atleast_2d(vectors))
-        logit -= logit.max(axis=1, keepdims=True)
-        e = np.exp(logit)
-        return np.asarray(e / e.sum(axis=1, keepdims=True))
+        return softmax(self.logits(np.atleast_2d(vectors)), 1.0)
 
     @property
     def nbytes(self) -> int:
@@ -338,15 +339,16 @@ def tiers(skus: Sequence[str], ref_counts: dict[str, int]) -> tuple[set[str], se
     return {skus[i] for i in ranked[:q]}, {skus[i] for i in ranked[-q:]}
 
 
-def _p50_ms(fn: Callable[[np.ndarray], object], rows: np.ndarray) -> float:
-    for v in rows[:5]:
-        fn(v[None])  # warm-up: first calls pay for allocation and BLAS start-up
+def _p50_ms(fn: Callable[[Any], object], items: Sequence[Any], warmup: int, digits: int) -> float:
+    """Median wall time of ``fn(item)`` over ``items``, in ms, after ``warmup`` untimed calls."""
+    for item in items[:warmup]:
+        fn(item)  # warm-up: first calls pay for allocation and BLAS start-up
     times = []
-    for v in rows:
+    for item in items:
         start = time.perf_counter()
-        fn(v[None])
+        fn(item)
         times.append((time.perf_counter() - start) * 1000)
-    return round(float(np.median(times)), 3)
+    return round(float(np.median(times)), digits)
 
 
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -357,11 +359,14 @@ def _latency_child(payload: Path) -> dict[str, float]:
     with payload.open("rb") as fh:
         recognizer, head, threshold, queries = pickle.load(fh)  # our own temp file
 
-    def closed_set(v: np.ndarray) -> object:
-        return head.predict_proba(v).max(axis=1) >= threshold
+    def prototypes(v: np.ndarray) -> object:
+        return recognizer.recognize_vectors(v[None])
 
-    return {"prototypes": _p50_ms(recognizer.recognize_vectors, queries),
-            "baseline": _p50_ms(closed_set, queries)}
+    def closed_set(v: np.ndarray) -> object:
+        return head.predict_proba(v[None]).max(axis=1) >= threshold
+
+    return {"prototypes": _p50_ms(prototypes, queries, warmup=5, digits=3),
+            "baseline": _p50_ms(closed_set, queries, warmup=5, digits=3)}
 
 
 def decision_latency(
@@ -431,6 +436,7 @@ def measure_size(
     test_truth = data.query_skus[test_mask]
     test_tier = np.array([1 if t in head else (-1 if t in tail else 0) for t in test_truth])
     cal_truth = data.query_skus[cal_mask]
+    cal_q, test_q = data.query_vectors[cal_mask], data.query_vectors[test_mask]
     records = [data.records[s] for s in skus]
 
     # Prototypes: what `catalog import` + `calibrate` build, without the SQLite round trip.
@@ -438,7 +444,7 @@ def measure_size(
     snap = CatalogueSnapshot(records, refs, list(ref_labels), fit_projection(refs, ref_labels))
     calibration, _rows = fit_calibration(
         snap,
-        data.query_vectors[cal_mask],
+        cal_q,
         list(cal_truth),
         [data.records[t].family for t in cal_truth],
         [data.records[t].brand for t in cal_truth],
@@ -446,8 +452,8 @@ def measure_size(
     )
     recognizer = Recognizer(RecognitionIndex.from_snapshot(snap), calibration)
     build_s = time.perf_counter() - start
-    cal_ans = recognizer.recognize_vectors(data.query_vectors[cal_mask])
-    test_ans = recognizer.recognize_vectors(data.query_vectors[test_mask])
+    cal_ans = recognizer.recognize_vectors(cal_q)
+    test_ans = recognizer.recognize_vectors(test_q)
     unk_ans = recognizer.recognize_vectors(data.unknown_vectors)
     conf = {k: np.array([a.confidence for a in v])
             for k, v in (("cal", cal_ans), ("test", test_ans), ("unk", unk_ans))}
@@ -478,14 +484,14 @@ def measure_size(
         p = soft.predict_proba(vectors)
         return cls[p.argmax(axis=1)], p.max(axis=1)
 
-    cal_pred, cal_p = answer(data.query_vectors[cal_mask])
-    test_pred, test_p = answer(data.query_vectors[test_mask])
+    cal_pred, cal_p = answer(cal_q)
+    test_pred, test_p = answer(test_q)
     _, unk_p = answer(data.unknown_vectors)
     base = _system_metrics(cal_p, cal_pred == cal_truth, test_p, test_pred == test_truth, unk_p,
                            test_tier)
     latency = decision_latency(
         recognizer, soft, base["threshold_at_99"] or NEVER,
-        data.query_vectors[test_mask][:LATENCY_QUERIES],
+        test_q[:LATENCY_QUERIES],
     )
     proto["latency_ms_p50"] = latency["prototypes"]
     base.update(
@@ -518,14 +524,7 @@ def backbone_p50_ms(embedder: Embedder, images: Sequence[Path]) -> float:
     decoded = [decode_image(p) for p in images]
     if not decoded:
         return float("nan")
-    for im in decoded[:3]:
-        embedder.embed_arrays([im])
-    times = []
-    for im in decoded:
-        start = time.perf_counter()
-        embedder.embed_arrays([im])
-        times.append((time.perf_counter() - start) * 1000)
-    return round(float(np.median(times)), 2)
+    return _p50_ms(lambda im: embedder.embed_arrays([im]), decoded, warmup=3, digits=2)
 
 
 # --------------------------------------------------------------------------- the report
@@ -649,8 +648,8 @@ def run(
     embedder = Embedder(views=EMBED_VIEWS, batch_size=8)
     try:
         data, cache = load_or_build(params, cache_root, embedder, log)
-        q_rows = np.arange(len(data.query_images))
-        sample = [data.query_images[i] for i in q_rows[1::2][:: max(1, len(q_rows) // 80)]]
+        images = data.query_images
+        sample = images[1::2][:: max(1, len(images) // 80)]  # test-half rows, spread out
         backbone = backbone_p50_ms(embedder, sample[:BACKBONE_IMAGES])
     finally:
         embedder.close()

@@ -76,7 +76,7 @@ def line_chart_png(
     cv2.putText(img, title, (left, top - 15), 0, 0.55, black, 1, cv2.LINE_AA)
     cv2.putText(img, x_label, (left + width // 2 - 60, top + height + 42), 0, 0.45, black, 1,
                 cv2.LINE_AA)
-    cv2.putText(img, y_label, (5, top - 15 + 0), 0, 0.4, black, 1, cv2.LINE_AA)
+    cv2.putText(img, y_label, (5, top - 15), 0, 0.4, black, 1, cv2.LINE_AA)
     for s in series:
         pts = [xy(x, float(v)) for x, v in zip(xs, s.values, strict=True)
                if v is not None and math.isfinite(v)]
