@@ -113,21 +113,42 @@ class CheckResult:
         }
 
 
-def not_measured(
-    name: str, threshold: float, unit: str, rule: str, reason: str, **details: Any
-) -> CheckResult:
-    """A check whose input is missing or too thin: says why instead of guessing a number."""
-    return CheckResult(
-        name=name,
-        value=None,
-        threshold=threshold,
-        verdict=NOT_MEASURED,
-        unit=unit,
-        rule=rule,
-        summary=f"not measured: {reason}",
-        reason=reason,
-        details=dict(details),
-    )
+@dataclass(frozen=True)
+class _Check:
+    """What a check is held to, so each outcome states only what it found."""
+
+    name: str
+    threshold: float
+    unit: str
+    rule: str
+
+    def measured(
+        self, value: float, concern: bool, summary: str, details: dict[str, Any]
+    ) -> CheckResult:
+        return CheckResult(
+            name=self.name,
+            value=value,
+            threshold=self.threshold,
+            verdict=CONCERN if concern else OK,
+            unit=self.unit,
+            rule=self.rule,
+            summary=summary,
+            details=details,
+        )
+
+    def not_measured(self, reason: str, **details: Any) -> CheckResult:
+        """The input is missing or too thin: says why instead of guessing a number."""
+        return CheckResult(
+            name=self.name,
+            value=None,
+            threshold=self.threshold,
+            verdict=NOT_MEASURED,
+            unit=self.unit,
+            rule=self.rule,
+            summary=f"not measured: {reason}",
+            reason=reason,
+            details=dict(details),
+        )
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -312,11 +333,13 @@ def load_thresholds(path: Path) -> Thresholds:
 
 @dataclass(frozen=True)
 class ImageList:
-    """Images of an input set, in file order, with the label a CSV gave them (if any)."""
+    """Images of an input set, in file order, with the label a CSV gave them (if any) and
+    the rows that could not be used."""
 
     source: Path
     images: list[Path]
     labels: list[str | None]
+    problems: list[str] = field(default_factory=list)
 
 
 def read_image_list(path: Path) -> ImageList:
@@ -548,13 +571,14 @@ def check_reference_imbalance(
     Means over deciles rather than the two extreme SKUs keep one odd SKU from deciding.
     SKUs without any reference image (only shopper corrections) are named, not ranked.
     """
-    name, unit = "reference_imbalance", "ratio"
-    rule = f"ok when the top/bottom decile ratio is at most {t.max_ratio:g}"
+    spec = _Check(
+        "reference_imbalance", t.max_ratio, "ratio",
+        f"ok when the top/bottom decile ratio is at most {t.max_ratio:g}",
+    )
     counts = {sku: int(n) for sku, n in reference_counts.items() if n > 0}
     without = sorted(sku for sku, n in reference_counts.items() if n <= 0)
     if len(counts) < 2:
-        return not_measured(
-            name, t.max_ratio, unit, rule,
+        return spec.not_measured(
             f"{len(counts)} SKU(s) with reference images; a ratio needs at least 2",
             skus_without_references=without[:LISTED_SKUS],
         )
@@ -575,14 +599,8 @@ def check_reference_imbalance(
         )
     if without:
         summary += f"; {len(without)} active SKU(s) have no reference image at all"
-    return CheckResult(
-        name=name,
-        value=ratio,
-        threshold=t.max_ratio,
-        verdict=CONCERN if concern else OK,
-        unit=unit,
-        rule=rule,
-        summary=summary,
+    return spec.measured(
+        ratio, concern, summary,
         details={
             "skus": len(values),
             "decile_size": k,
@@ -702,16 +720,15 @@ def check_prototype_separation(
     Pairs under the percentile are listed nearest first: candidates for subclass routing (a
     scale or barcode prompt between them) or for a merged SKU in the taxonomy.
     """
-    name, unit = "prototype_separation", "cosine distance"
-    rule = (
+    spec = _Check(
+        "prototype_separation", t.min_distance, "cosine distance",
         f"ok when no SKU pair is closer than {t.min_distance:g} "
-        f"(value: {t.percentile:g}th-percentile inter-class distance)"
+        f"(value: {t.percentile:g}th-percentile inter-class distance)",
     )
     skus, protos = projected_prototypes(snap)
     if len(skus) < 2 or protos.shape[0] < 2:
         return (
-            not_measured(name, t.min_distance, unit, rule,
-                         f"{len(skus)} active SKU(s) with exemplars; pairs need at least 2"),
+            spec.not_measured(f"{len(skus)} active SKU(s) with exemplars; pairs need at least 2"),
             None,
         )
     keep = max(t.max_listed_pairs, 1)
@@ -746,14 +763,8 @@ def check_prototype_separation(
             "recogniser will swap them; route them through a subclass check (scale, barcode) "
             "or merge them in the taxonomy"
         )
-    result = CheckResult(
-        name=name,
-        value=value,
-        threshold=t.min_distance,
-        verdict=CONCERN if concern else OK,
-        unit=unit,
-        rule=rule,
-        summary=summary,
+    result = spec.measured(
+        value, concern, summary,
         details={
             "skus": len(skus),
             "pairs": scan.n_pairs,
@@ -811,11 +822,12 @@ def check_catalogue_change_rate(
     is the average over the whole history, so a short burst does not decide alone; the busiest
     calendar quarter is listed beside it.
     """
-    name, unit = "catalogue_change_rate", "share per quarter"
-    rule = f"ok when at most {t.max_share_per_quarter:.1%} of the SKUs change per quarter"
+    spec = _Check(
+        "catalogue_change_rate", t.max_share_per_quarter, "share per quarter",
+        f"ok when at most {t.max_share_per_quarter:.1%} of the SKUs change per quarter",
+    )
     if history is None or not history.events:
-        return not_measured(name, t.max_share_per_quarter, unit, rule,
-                            "the catalogue has no recorded changes")
+        return spec.not_measured("the catalogue has no recorded changes")
     size = history.catalogue_skus or catalogue_skus
     events = sorted(history.events, key=lambda e: e.at)
     if history.since is not None:
@@ -840,15 +852,13 @@ def check_catalogue_change_rate(
         else {"at": baseline.at.isoformat(), "kind": baseline.kind, "added": baseline.added},
     }
     if span_days < t.min_span_days:
-        return not_measured(
-            name, t.max_share_per_quarter, unit, rule,
+        return spec.not_measured(
             f"the history spans {_days(span_days)}, less than the {t.min_span_days:g} days a "
             "quarterly rate needs (give a longer one with --history)",
             **details,
         )
     if size <= 0:
-        return not_measured(name, t.max_share_per_quarter, unit, rule, "the catalogue is empty",
-                            **details)
+        return spec.not_measured("the catalogue is empty", **details)
     added = sum(e.added for e in counted)
     retired = sum(e.discontinued for e in counted)
     quarters = span_days / DAYS_PER_QUARTER
@@ -883,14 +893,8 @@ def check_catalogue_change_rate(
         per_quarter=table,
         events_counted=len(counted),
     )
-    return CheckResult(
-        name=name,
-        value=rate,
-        threshold=t.max_share_per_quarter,
-        verdict=CONCERN if concern else OK,
-        unit=unit,
-        rule=rule,
-        summary=summary,
+    return spec.measured(
+        rate, concern, summary,
         details=details,
     )
 
@@ -953,18 +957,19 @@ def check_memory_headroom(
     from cartos.profiles.footprint import measure_footprint
     from cartos.profiles.model_file import verified_model
 
-    name, unit = "memory_headroom", "free share of budget"
-    rule = f"ok when at least {t.min_free_fraction:.0%} of the memory budget stays free"
+    spec = _Check(
+        "memory_headroom", t.min_free_fraction, "free share of budget",
+        f"ok when at least {t.min_free_fraction:.0%} of the memory budget stays free",
+    )
     if profile is None:
-        return not_measured(name, t.min_free_fraction, unit, rule, "no device profile given")
+        return spec.not_measured("no device profile given")
     sized = profile_for_catalogue(profile, shape)
     try:
         require_backend(sized)
         model_path, _card = verified_model(sized.inference)
         fp = measure_footprint(sized, model_path)
     except ProfileError as exc:
-        return not_measured(name, t.min_free_fraction, unit, rule,
-                            f"profile {profile.name} cannot be measured here: {exc}")
+        return spec.not_measured(f"profile {profile.name} cannot be measured here: {exc}")
     free = fp.free_fraction
     concern = free < t.min_free_fraction
     notes = list(target_notes(profile))
@@ -984,14 +989,8 @@ def check_memory_headroom(
             + ", ".join(f"{c.label} {c.mib:.0f} MiB" for c in heaviest)
             + ")"
         )
-    return CheckResult(
-        name=name,
-        value=free,
-        threshold=t.min_free_fraction,
-        verdict=CONCERN if concern else OK,
-        unit=unit,
-        rule=rule,
-        summary=summary,
+    return spec.measured(
+        free, concern, summary,
         details={
             "profile": profile.name,
             "profile_headroom": profile.memory.headroom,
@@ -1038,21 +1037,20 @@ def check_unknown_detection(
     ``unknown`` all reach a person, so they count as not accepted. An uncalibrated catalogue
     accepts nothing at all, which would make the share a meaningless 100 %.
     """
-    name, unit = "unknown_detection", "share not accepted"
-    rule = f"ok when at least {t.min_rejected_share:.0%} of held-out images are not accepted"
+    spec = _Check(
+        "unknown_detection", t.min_rejected_share, "share not accepted",
+        f"ok when at least {t.min_rejected_share:.0%} of held-out images are not accepted",
+    )
     if outcome is None:
-        return not_measured(name, t.min_rejected_share, unit, rule,
-                            "no held-out product images given (--unknown)")
+        return spec.not_measured("no held-out product images given (--unknown)")
     if not calibrated:
-        return not_measured(
-            name, t.min_rejected_share, unit, rule,
+        return spec.not_measured(
             "the catalogue has no current calibration, so nothing is ever accepted; run "
             "`cartos calibrate`",
         )
     recs = outcome.recognitions
     if not recs:
-        return not_measured(name, t.min_rejected_share, unit, rule,
-                            f"no readable image in {outcome.source}")
+        return spec.not_measured(f"no readable image in {outcome.source}")
     decisions = Counter(r.decision for r in recs)
     accepted = [r.sku for r in recs if r.decision == "accept"]
     rejected = 1.0 - len(accepted) / len(recs)
@@ -1084,14 +1082,8 @@ def check_unknown_detection(
     if named:
         details["rows_naming_catalogue_skus"] = named
         summary += f"; note: {named} row(s) of the set name an active catalogue SKU"
-    return CheckResult(
-        name=name,
-        value=rejected,
-        threshold=t.min_rejected_share,
-        verdict=CONCERN if concern else OK,
-        unit=unit,
-        rule=rule,
-        summary=summary,
+    return spec.measured(
+        rejected, concern, summary,
         details=details,
     )
 
@@ -1109,11 +1101,12 @@ def check_per_class_accuracy_spread(
     sampling noise alone (binomial, from each SKU's image count) is reported beside it, so a
     large spread on few images per SKU can be told apart from a real one.
     """
-    name, unit = "per_class_accuracy_spread", "percentage points (std)"
-    rule = f"ok when the std of per-SKU top-1 accuracy is at most {t.max_std_points:g} points"
+    spec = _Check(
+        "per_class_accuracy_spread", t.max_std_points, "percentage points (std)",
+        f"ok when the std of per-SKU top-1 accuracy is at most {t.max_std_points:g} points",
+    )
     if outcome is None:
-        return not_measured(name, t.max_std_points, unit, rule,
-                            "no labelled validation images given (--validation)")
+        return spec.not_measured("no labelled validation images given (--validation)")
     hits: dict[str, list[bool]] = {}
     outside = 0
     for rec, label in zip(outcome.recognitions, outcome.labels, strict=True):
@@ -1134,8 +1127,7 @@ def check_per_class_accuracy_spread(
         "min_images_per_sku": t.min_images_per_sku,
     }
     if len(enough) < 2:
-        return not_measured(
-            name, t.max_std_points, unit, rule,
+        return spec.not_measured(
             f"{len(enough)} SKU(s) have at least {t.min_images_per_sku} validation images; a "
             "spread needs 2 (with fewer images a per-SKU accuracy is mostly sampling noise)",
             **base,
@@ -1170,14 +1162,8 @@ def check_per_class_accuracy_spread(
             {"sku": s, "accuracy": round(a, 2), "images": len(enough[s])} for s, a in worst
         ],
     )
-    return CheckResult(
-        name=name,
-        value=std,
-        threshold=t.max_std_points,
-        verdict=CONCERN if concern else OK,
-        unit=unit,
-        rule=rule,
-        summary=summary,
+    return spec.measured(
+        std, concern, summary,
         details=base,
     )
 
@@ -1213,18 +1199,18 @@ def check_calibration_ece(
     of P(right | listed) alone, and the ECE over the validation set plus the unknown-item set
     (when one is given), the mix a cart actually meets.
     """
-    name, unit = "calibration_ece", "ECE"
-    rule = f"ok when the ECE is at most {t.max_ece:g}"
+    spec = _Check(
+        "calibration_ece", t.max_ece, "ECE",
+        f"ok when the ECE is at most {t.max_ece:g}",
+    )
     if outcome is None:
         return (
-            not_measured(name, t.max_ece, unit, rule,
-                         "no labelled validation images given (--validation)"),
+            spec.not_measured("no labelled validation images given (--validation)"),
             None,
         )
     if len(outcome.recognitions) < t.min_images:
         return (
-            not_measured(
-                name, t.max_ece, unit, rule,
+            spec.not_measured(
                 f"{len(outcome.recognitions)} readable validation images, fewer than the "
                 f"{t.min_images} an ECE needs",
                 source=outcome.source, images=len(outcome.recognitions),
@@ -1277,14 +1263,8 @@ def check_calibration_ece(
             "; thresholds fitted for a target precision will not deliver it: re-run "
             "`cartos calibrate` on images like the validation set"
         )
-    result = CheckResult(
-        name=name,
-        value=ece,
-        threshold=t.max_ece,
-        verdict=CONCERN if concern else OK,
-        unit=unit,
-        rule=rule,
-        summary=summary,
+    result = spec.measured(
+        ece, concern, summary,
         details={
             "source": outcome.source,
             "images": len(conf),

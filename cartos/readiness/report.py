@@ -174,21 +174,13 @@ def load_device_profile(name_or_path: str | Path) -> DeviceProfile:
         return load_profile_file(locate_profile(name_or_path))
 
 
-@dataclass
-class _Labelled:
-    source: Path
-    images: list[Path]
-    labels: list[str | None]
-    problems: list[str]
-
-
-def read_validation(path: Path) -> _Labelled:
+def read_validation(path: Path) -> ImageList:
     """The labelled validation manifest (``image,sku``; the catalogue manifest format)."""
     with _bad_input("validation manifest"):
         manifest = read_manifest(path)
     if not manifest.rows:
         raise InputSetError(f"{path}: no usable row (problems: {len(manifest.problems)})")
-    return _Labelled(
+    return ImageList(
         path,
         [r.image for r in manifest.rows],
         [r.sku.sku for r in manifest.rows],
@@ -196,10 +188,9 @@ def read_validation(path: Path) -> _Labelled:
     )
 
 
-def read_unknown(path: Path) -> _Labelled:
+def read_unknown(path: Path) -> ImageList:
     with _bad_input("unknown-item set"):
-        images: ImageList = read_image_list(path)
-    return _Labelled(path, images.images, images.labels, [])
+        return read_image_list(path)
 
 
 # -- embedding and recognising ---------------------------------------------------------------
@@ -245,7 +236,7 @@ def _recognise(
 
 
 def _outcome(
-    labelled: _Labelled,
+    labelled: ImageList,
     embedder: Embedder,
     recognizer: Recognizer,
     what: str,
