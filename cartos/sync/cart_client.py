@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -59,7 +58,7 @@ from cartos.errors import CartosError
 from cartos.sync import payloads, topics
 from cartos.sync.bundles.manifest import Chunk, Manifest
 from cartos.sync.bundles.store import BundleStore, ChunkAssembler, Outcome
-from cartos.sync.errors import BundleRejected, BundleStoreError
+from cartos.sync.errors import BundleRejected, BundleStoreError, TopicError
 from cartos.sync.topics import Kind
 
 log = logging.getLogger(__name__)
@@ -73,8 +72,6 @@ without running it twice. QoS 1 redelivers within seconds of a reconnection, and
 retries a transaction only while it waits for that one answer, so a few hundred is ample
 and bounds the memory a flood of distinct transactions can take."""
 
-_BUNDLE_TYPE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
-"""A bundle type (``common.schema.json#/$defs/bundle_type``), for a command's arguments."""
 
 MAX_REASON_CHARS: Final = 64
 """Longest ``last_bundle.reason`` in the state (the schema's cap); reasons are short codes."""
@@ -348,20 +345,26 @@ class CartSync:
 
         Only the newest: fetching an older one too would at best be applied and replaced at
         once, at worst finish last and be reported as a refused older version."""
-        assert self._bundles is not None
         newest: dict[str, tuple[bytes, Manifest]] = {}
         for text in texts:
             envelope = str(text).encode()
-            try:
-                manifest = self._bundles.check(envelope).manifest
-            except BundleRejected as exc:
-                if exc.reason not in ("older_version", "replay"):
-                    log.warning("bundle refused before download: %s", exc)
+            manifest = self._checked(envelope)
+            if manifest is None:
                 continue
             best = newest.get(manifest.type)
             if best is None or manifest.version > best[1].version:
                 newest[manifest.type] = (envelope, manifest)
         return newest
+
+    def _checked(self, envelope: bytes) -> Manifest | None:
+        """The manifest of ``envelope`` if the store would accept it now, else None."""
+        assert self._bundles is not None
+        try:
+            return self._bundles.check(envelope).manifest
+        except BundleRejected as exc:
+            if exc.reason not in ("older_version", "replay"):
+                log.warning("bundle refused before download: %s", exc)
+            return None
 
     def _download(self, envelope: bytes, manifest: Manifest) -> None:
         """Start (or resume from staging) fetching a checked bundle; a download of an older
@@ -413,8 +416,9 @@ class CartSync:
         self._record_outcome(outcome, bundle_type, assembler.manifest.version)
         later = self._deferred.pop(bundle_type, None)
         if later is not None:  # the canary candidate waiting for stable to be in
-            for envelope, manifest in self._acceptable([later.decode()]).values():
-                self._download(envelope, manifest)
+            manifest = self._checked(later)
+            if manifest is not None:
+                self._download(later, manifest)
 
     def _record_outcome(self, outcome: Outcome, bundle_type: str, version: int | None) -> None:
         """After an offer or a rollback: refresh what the cart holds, remember the outcome for
@@ -553,9 +557,10 @@ class CartSync:
 
     def _cmd_rollback(self, _basket: BasketStore, args: dict[str, Any]) -> dict[str, Any]:
         """``{"type": T}``: back to the previous bundle of type T (or the baseline)."""
-        bundle_type = args.get("type")
-        if not isinstance(bundle_type, str) or _BUNDLE_TYPE.fullmatch(bundle_type) is None:
-            raise _CommandError("bad_args", 'rollback takes args {"type": <bundle type>}')
+        try:
+            bundle_type = topics.validate_bundle_type(args.get("type"))
+        except TopicError as exc:
+            raise _CommandError("bad_args", 'rollback takes args {"type": <bundle type>}') from exc
         if self._bundles is None:
             raise _CommandError("no_bundles", "this cart runs without a bundle store")
         if self._bundles.current(bundle_type) is None:

@@ -287,13 +287,25 @@ def bundle_ref(bundle_type: str, version: int) -> str:
     so the version alone is not unique. A type is ``[a-z][a-z0-9_]{0,31}``
     (no ``-``), so the reference splits back unambiguously.
     """
-    if not isinstance(bundle_type, str) or _BUNDLE_TYPE_RE.fullmatch(bundle_type) is None:
-        raise TopicError(f"bad bundle type {_shorten(bundle_type)}")
+    validate_bundle_type(bundle_type)
     if isinstance(version, bool) or not isinstance(version, int):
         raise TopicError(f"bundle version must be an int, got {type(version).__name__}")
     if not 1 <= version <= MAX_BUNDLE_VERSION:
         raise TopicError(f"bundle version {version} outside 1..{MAX_BUNDLE_VERSION}")
     return validate_segment(f"{bundle_type}-{version}", "bundle")
+
+
+def is_bundle_type(value: object) -> bool:
+    """Whether ``value`` is a bundle type: ``[a-z][a-z0-9_]{0,31}``."""
+    return isinstance(value, str) and _BUNDLE_TYPE_RE.fullmatch(value) is not None
+
+
+def validate_bundle_type(value: object) -> str:
+    """``value`` if it is a bundle type, else :class:`TopicError`."""
+    if not is_bundle_type(value):
+        raise TopicError(f"bad bundle type {_shorten(value)}")
+    assert isinstance(value, str)
+    return value
 
 
 _CART_BUILDERS = {

@@ -10,11 +10,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cartos.basket.events import ItemAdded, SessionOpened
@@ -35,8 +37,6 @@ from tests.waiting import wait_until
 
 STORE, CART, OTHER = "s001", "cart-s001-0001", "cart-s001-0002"
 DAY = 86_400
-
-
 
 
 def _client(port: int, client_id: str) -> mqtt.Client:
@@ -142,6 +142,12 @@ class Listener:
     def close(self) -> None:
         _close(self.client)
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 class Commander(Listener):
     """Sends command requests to one cart and reads its responses."""
@@ -195,12 +201,32 @@ def _bundle_store(path: Path, root_hex: str) -> Callable[[], BundleStore]:
                                restore=restore)
 
 
+@pytest.fixture()
+def hub(broker: Broker) -> Iterator[Hub]:
+    hub = Hub(broker.port)
+    yield hub
+    hub.close()
+
+
+@pytest.fixture()
+def commander(broker: Broker, hub: Hub) -> Iterator[Commander]:
+    """Created after ``hub`` (closed before it), as each test did by hand."""
+    with Commander(broker.port) as commander:
+        yield commander
+
+
+@contextmanager
 def _cart(folder: Path, port: int, root_hex: str, cart: str = CART,
-          **settings: Any) -> CartSync:
+          **settings: Any) -> Iterator[CartSync]:
+    """A started cart, stopped on leaving."""
     folder.mkdir(parents=True, exist_ok=True)
-    return CartSync(folder / "basket.db", STORE, cart, SyncSettings(port=port, **settings),
+    sync = CartSync(folder / "basket.db", STORE, cart, SyncSettings(port=port, **settings),
                     bundles=_bundle_store(folder / "bundles.db", root_hex),
                     staging=folder / "staging").start()
+    try:
+        yield sync
+    finally:
+        sync.stop()
 
 
 def _version(cart: CartSync) -> int:
@@ -219,32 +245,26 @@ def _write_corrections(path: Path, n: int) -> None:
 
 
 def test_state_is_retained_and_tells_a_late_subscriber_bundles_outbox_and_last_bundle(
-    broker: Broker, tmp_path: Path
+    broker: Broker, hub: Hub, tmp_path: Path
 ) -> None:
-    hub = Hub(broker.port)
-    watcher = Listener(broker.port, topics.state(STORE, CART), "state", "watcher")
-    late: Listener | None = None
-    try:
+    with Listener(broker.port, topics.state(STORE, CART), "state", "watcher") as watcher:
         hub.release(1)
         (tmp_path / "cart").mkdir()
         _write_corrections(tmp_path / "cart" / "basket.db", 3)  # no hub acks them: pending
-        cart = _cart(tmp_path / "cart", broker.port, hub.root_hex, state_interval_s=0.3)
-        try:
+        with _cart(tmp_path / "cart", broker.port, hub.root_hex, state_interval_s=0.3):
             wait_until(lambda: any("last_bundle" in s for s in watcher.messages()), 10,
-                  "a state after the bundle")
+                       "a state after the bundle")
             first = watcher.messages()[0]
             assert first["status"] == "online"  # published on connection, before any bundle
             seen = len(watcher.messages())
             wait_until(lambda: len(watcher.messages()) >= seen + 2, 3, "periodic states")
-        finally:
-            cart.stop()
 
-        late = Listener(broker.port, topics.state(STORE, CART), "state", "late")
-        wait_until(lambda: bool(late.received()), 5, "the retained state")
-        state, retained = late.received()[0]
+        with Listener(broker.port, topics.state(STORE, CART), "state", "late") as late:
+            wait_until(lambda: bool(late.received()), 5, "the retained state")
+            state, retained = late.received()[0]
         assert retained
         wait_until(lambda: watcher.messages()[-1]["id"] == state["id"], 2,
-              "the retained state to be the last one published")
+                   "the retained state to be the last one published")
         assert len({s["id"] for s in watcher.messages()}) == len(watcher.messages())
         assert state["cart"] == CART and state["store"] == STORE
         assert state["bundles"] == [{"store": STORE, "type": "catalogue", "version": 1}]
@@ -253,23 +273,15 @@ def test_state_is_retained_and_tells_a_late_subscriber_bundles_outbox_and_last_b
         corrections = state["outbox"]["corrections"]
         assert corrections == {"last_seq": 3, "acked_seq": 0, "pending": 3, "dropped": 0}
         assert set(state["outbox"]) == {"events", "corrections", "review", "telemetry"}
-    finally:
-        watcher.close()
-        if late is not None:
-            late.close()
-        hub.close()
 
 
 # -- commands ---------------------------------------------------------------------------------
 
 
 def test_commands_are_answered_with_their_transaction_and_run_at_most_once(
-    broker: Broker, tmp_path: Path
+    broker: Broker, hub: Hub, commander: Commander, tmp_path: Path
 ) -> None:
-    hub = Hub(broker.port)
-    commander = Commander(broker.port)
-    cart = _cart(tmp_path / "cart", broker.port, hub.root_hex)
-    try:
+    with _cart(tmp_path / "cart", broker.port, hub.root_hex) as cart:
         hub.release(1)
         wait_until(lambda: _version(cart) == 1, 10, "v1")
         hub.release(2)
@@ -315,21 +327,14 @@ def test_commands_are_answered_with_their_transaction_and_run_at_most_once(
         published = commander.call("publish_state")
         assert published["status"] == "ok" and cart.stats.states > states
         assert len(published["result"]["state_id"]) == 32
-    finally:
-        cart.stop()
-        commander.close()
-        hub.close()
 
 
 def test_reconcile_forgets_a_stuck_download_and_gets_the_manifest_again(
-    broker: Broker, tmp_path: Path
+    broker: Broker, hub: Hub, commander: Commander, tmp_path: Path
 ) -> None:
-    hub = Hub(broker.port)
-    commander = Commander(broker.port)
     release = hub.bundle(1)
     hub.manifest([release])  # announced, but its chunks never arrived: the download hangs
-    cart = _cart(tmp_path / "cart", broker.port, hub.root_hex)
-    try:
+    with _cart(tmp_path / "cart", broker.port, hub.root_hex) as cart:
         wait_until(lambda: cart.stats.manifests == 1, 10, "the manifest")
         time.sleep(0.3)
         assert _version(cart) == 0
@@ -342,19 +347,11 @@ def test_reconcile_forgets_a_stuck_download_and_gets_the_manifest_again(
         hub.chunks(release)  # the download the manifest restarted now completes
         wait_until(lambda: _version(cart) == 1, 10, "v1 after the chunks came")
         assert [o.version for o in cart.outcomes] == [1]
-    finally:
-        cart.stop()
-        commander.close()
-        hub.close()
 
 
 def test_hostile_requests_are_counted_and_the_cart_still_answers(
-    broker: Broker, tmp_path: Path
+    broker: Broker, hub: Hub, commander: Commander, tmp_path: Path
 ) -> None:
-    hub = Hub(broker.port)
-    commander = Commander(broker.port)
-    cart = _cart(tmp_path / "cart", broker.port, hub.root_hex)
-    before = payloads.REJECTIONS.count("cmd_req")
     now = time.time()
     hostile = [
         b"",
@@ -372,7 +369,8 @@ def test_hostile_requests_are_counted_and_the_cart_still_answers(
         b'{"id": "0123456789abcdef", "transaction": "t3", "command": "status", '
         b'"sent_at": NaN}',
     ]
-    try:
+    with _cart(tmp_path / "cart", broker.port, hub.root_hex) as cart:
+        before = payloads.REJECTIONS.count("cmd_req")
         wait_until(lambda: cart.connected, 10, "the cart to connect")
         for raw in hostile:
             commander.raw(raw)
@@ -381,28 +379,22 @@ def test_hostile_requests_are_counted_and_the_cart_still_answers(
         assert cart.stats.rejected_commands == len(hostile)
         assert payloads.REJECTIONS.count("cmd_req") - before == len(hostile)
         assert [m["transaction"] for m in commander.messages()] == [ok["transaction"]]
-    finally:
-        cart.stop()
-        commander.close()
-        hub.close()
 
 
 # -- canary -----------------------------------------------------------------------------------
 
 
 def test_a_listed_cart_applies_the_canary_bundle_and_the_others_stay_on_stable(
-    broker: Broker, tmp_path: Path
+    broker: Broker, hub: Hub, tmp_path: Path
 ) -> None:
-    hub = Hub(broker.port)
     stable, candidate = hub.bundle(1), hub.bundle(2)
     hub.chunks(stable)
     hub.chunks(candidate)
     hub.manifest([stable], canary=([CART, "cart-s001-0099"], [candidate]))
-    canary = _cart(tmp_path / "canary", broker.port, hub.root_hex, CART)
-    other = _cart(tmp_path / "other", broker.port, hub.root_hex, OTHER)
-    try:
+    with (_cart(tmp_path / "canary", broker.port, hub.root_hex, CART) as canary,
+          _cart(tmp_path / "other", broker.port, hub.root_hex, OTHER) as other):
         wait_until(lambda: _version(canary) == 2 and _version(other) == 1, 10,
-              "the canary on v2, the other cart on v1")
+                   "the canary on v2, the other cart on v1")
         time.sleep(0.5)
         assert _version(other) == 1
         # Stable first, then the candidate: rolling the candidate back must land on stable.
@@ -421,17 +413,10 @@ def test_a_listed_cart_applies_the_canary_bundle_and_the_others_stay_on_stable(
         # it back to stable (not to the baseline: stable, below the high-water, would never
         # be installed again).
         hub.manifest([stable])
-        commander = Commander(broker.port, CART)
-        try:
+        with Commander(broker.port, CART) as commander:
             wait_until(lambda: canary.stats.manifests >= 3, 5, "the new manifest")
             assert _version(canary) == 2
             answer = commander.call("rollback", {"type": "catalogue"})
             assert answer["result"]["version"] == 1 and _version(canary) == 1
             assert canary.last_bundle == {"type": "catalogue", "version": 1,
                                           "status": "rolled_back", "reason": "requested"}
-        finally:
-            commander.close()
-    finally:
-        canary.stop()
-        other.stop()
-        hub.close()
