@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cartos.cli.main import reports_errors
 from cartos.fusion.policy import DEFAULT_UNKNOWN_SHARE
+
+
+def _save(out: Path | None, results: Any, indent: int = 2) -> None:
+    """Write a benchmark's results as JSON to ``out`` (its folder made), when one is given."""
+    if out is None:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=indent) + "\n")
 
 
 @click.group("bench")
@@ -52,8 +61,7 @@ def int8_cmd(rounds: int, seconds: float, out: Path) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         results = int8_throughput(Path(tmp), rounds, seconds)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    _save(out, results, 2)
     click.echo(json.dumps(results, indent=2))
 
 
@@ -77,9 +85,7 @@ def bridge_cmd(ber: float, frames: int, seed: int, as_json: bool, out: Path | No
     if not as_json:
         for key, value in results.items():
             click.echo(f"{key:>26}: {value}", err=True)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+    _save(out, results, 2)
     click.echo(json.dumps(results))
 
 
@@ -104,8 +110,7 @@ def settle_cmd(hours: float, seed: int, trials: int, as_json: bool, out: Path) -
         raise click.BadParameter("--hours must be > 0 and --trials >= 1")
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     results = run(hours, seed, log=log, trials=trials)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    _save(out, results, 2)
     click.echo(json.dumps(results))
 
 
@@ -126,8 +131,7 @@ def litert_cmd(images: int, rounds: int, seconds: float, out: Path) -> None:
     from cartos.bench.litert import run
 
     results = run(images, rounds, seconds, log=lambda m: click.echo(m, err=True))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    _save(out, results, 2)
     click.echo(json.dumps(results, indent=2))
 
 
@@ -143,9 +147,7 @@ def durability_cmd(kills: int, seed: int, as_json: bool, out: Path | None) -> No
 
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     results = run(kills, seed=seed, log=log)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+    _save(out, results, 2)
     click.echo(json.dumps(results))
 
 
@@ -243,9 +245,7 @@ def runtime_cmd(rate: float, seconds: float, as_json: bool, out: Path | None) ->
 
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     results = run(rate, seconds, log=log)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+    _save(out, results, 2)
     click.echo(json.dumps(results))
 
 
@@ -264,9 +264,7 @@ def sync_cmd(messages: int, outages: int, seed: int, as_json: bool, out: Path | 
 
     say = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
     result = run(messages=messages, outages=outages, seed=seed, log=say)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+    _save(out, result, 1)
     click.echo(json.dumps(result))
 
 
@@ -289,9 +287,7 @@ def fleet_cmd(carts: int, trials: int, seed: int, workdir: Path | None, as_json:
 
     say = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
     result = run(carts=carts, trials=trials, seed=seed, log=say, workdir=workdir)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+    _save(out, result, 1)
     click.echo(json.dumps(result))
 
 
