@@ -186,6 +186,12 @@ class HubCatalogue:
                     parts["thresholds.json"] = ("thresholds", calibration)
         return parts
 
+    def consume(self, messages: MessageReader, touched: set[tuple[str, str]]) -> bool:
+        """The hub consumer (:meth:`cartos.hub.service.Hub.add_consumer`): learn the
+        corrections of every touched cart; True when the catalogue changed."""
+        carts = sorted({c for c, stream in touched if stream in ("corrections", "*")})
+        return sum(self.catch_up(messages, cart) for cart in carts) > 0
+
     def catch_up(self, messages: MessageReader, cart: str) -> int:
         """Learn every committed correction of ``cart`` not learned yet; returns how many
         changed the catalogue.

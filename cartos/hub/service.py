@@ -83,8 +83,8 @@ class Hub:
         self.verdicts: list[tuple[str, str]] = []
         self._told: dict[str, float] = {}
         self._released_at = 0.0
-        self._learn_carts: set[str] = set(self.db.carts()) if releaser is not None else set()
-        self._consumers: list[Consumer] = []
+        self._consumers: list[Consumer] = (
+            [releaser.catalogue.consume] if releaser is not None else [])
         self._touched: set[tuple[str, str]] = {(c, "*") for c in self.db.carts()}
         self._release_requested = threading.Event()
         self.rejections = payloads.RejectionCounter()
@@ -157,8 +157,8 @@ class Hub:
         self._release_requested.set()
 
     def _learn_and_release(self) -> None:
-        """Learn committed corrections, run the consumers, then cut a release when
-        something changed."""
+        """Run the consumers (the master catalogue's learner first), then cut a release
+        when something changed."""
         touched, self._touched = self._touched, set()
         for consumer in self._consumers:
             if touched and consumer(self.db, touched):
@@ -169,10 +169,6 @@ class Hub:
         releaser = self.releaser
         if releaser is None or not self._client.is_connected():
             return
-        while self._learn_carts:
-            cart = self._learn_carts.pop()
-            if releaser.catalogue.catch_up(self.db, cart):
-                self._dirty = True
         state = releaser.state()
         if not self._started:  # (re)announce what is out; release what changed while down
             self._started = True
@@ -274,7 +270,6 @@ class Hub:
         if not received:
             return
         marks, duplicates = self.db.commit(received)
-        self._learn_carts |= {m.cart for m in received if m.stream == "corrections"}
         self._touched |= {(m.cart, m.stream) for m in received}
         for m in received:
             self.activity.count(m.cart, m.stream)
