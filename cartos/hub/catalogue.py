@@ -20,7 +20,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,7 @@ from cartos.catalog.records import SkuRecord
 from cartos.catalog.store import CatalogStore
 from cartos.errors import CartosError
 from cartos.hub.errors import HubError
-from cartos.hub.store import Received
+from cartos.hub.message_store import MessageReader
 from cartos.inference.corrections import CORRECTION_KIND, apply_correction
 from cartos.inference.enrolment import _refresh_prototypes
 from cartos.inference.recognizer import CALIBRATION_ARTIFACT
@@ -57,9 +57,6 @@ refitted at the hub since (``cartos calibrate`` on the master catalogue) ships a
 
 LEARNED_META_PREFIX: Final = "learned_corrections:"
 
-
-class MessageReader(Protocol):
-    def messages(self, stream: str, cart: str, after_seq: int = 0) -> list[Received]: ...
 
 
 def _exemplar_vector(exemplar: object) -> npt.NDArray[np.float32] | None:

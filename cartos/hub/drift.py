@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Any, Final, Self
 
 from cartos.hub.errors import HubStorageError
-from cartos.hub.sqlite_file import open_durable
-from cartos.hub.store import Received
+from cartos.hub.message_store import MessageReader
+from cartos.hub.sqlite_file import CURSORS_SCHEMA, advance_cursor, open_durable, read_cursor
 
 DRIFT_KIND: Final = "drift"
 _SCHEMA: Final = """
@@ -31,14 +31,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     received_at REAL NOT NULL, evidence TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS by_time ON alerts(received_at);
-CREATE TABLE IF NOT EXISTS cursors (cart TEXT PRIMARY KEY, seq INTEGER);
+""" + CURSORS_SCHEMA + """
 """
 DEFAULT_STORE_WIDE_CARTS: Final = 3
 DEFAULT_RECENT_S: Final = 6 * 3600.0
 
-
-class MessageReader(Protocol):
-    def messages(self, stream: str, cart: str, after_seq: int = 0) -> list[Received]: ...
 
 
 class DriftLedger:
@@ -69,9 +66,7 @@ class DriftLedger:
 
     def ingest(self, db: MessageReader, cart: str) -> int:
         with self._lock:
-            row = self._conn.execute("SELECT seq FROM cursors WHERE cart = ?",
-                                     (cart,)).fetchone()
-            messages = db.messages("events", cart, int(row[0]) if row else 0)
+            messages = db.messages("events", cart, read_cursor(self._conn, cart))
             if not messages:
                 return 0
             added = 0
@@ -91,9 +86,7 @@ class DriftLedger:
                         "VALUES (?,?,?,?,?)",
                         (msg.id, cart, trigger, now, json.dumps(evidence, sort_keys=True)[:8192]))
                     added += cur.rowcount
-                self._conn.execute(
-                    "INSERT INTO cursors(cart, seq) VALUES (?, ?) ON CONFLICT(cart) DO UPDATE "
-                    "SET seq = max(seq, excluded.seq)", (cart, max(m.seq for m in messages)))
+                advance_cursor(self._conn, cart, max(m.seq for m in messages))
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:

@@ -30,6 +30,13 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 """URL prefixes that select PostgreSQL (the two spellings libpq accepts)."""
 
 
+class MessageReader(Protocol):
+    """What a consumer of committed messages needs (``Hub.add_consumer``): one cart's
+    messages of one stream past its own cursor."""
+
+    def messages(self, stream: str, cart: str, after_seq: int = 0) -> list[Received]: ...
+
+
 @runtime_checkable
 class MessageStore(Protocol):
     """The hub's durable record of uplink messages (see ``cartos.hub.store``)."""

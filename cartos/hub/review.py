@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Any, Final, Self
 
 import cv2
 import numpy as np
@@ -56,8 +56,8 @@ from cartos.catalog.store import CatalogStore
 from cartos.errors import CartosError
 from cartos.hub.catalogue import HubCatalogue, correction_source_id
 from cartos.hub.errors import HubError, HubStorageError
-from cartos.hub.sqlite_file import open_durable
-from cartos.hub.store import Received
+from cartos.hub.message_store import MessageReader
+from cartos.hub.sqlite_file import CURSORS_SCHEMA, advance_cursor, open_durable, read_cursor
 from cartos.inference.corrections import APPLIED_META_PREFIX
 from cartos.inference.embedder import l2_normalise
 
@@ -105,11 +105,6 @@ class ReviewLabelError(ReviewError):
     """The label cannot be used: unknown or discontinued SKU, embedding of another model
     (HTTP 422)."""
 
-
-class MessageReader(Protocol):
-    def messages(self, stream: str, cart: str, after_seq: int = 0) -> list[Received]: ...
-
-    def carts(self) -> list[str]: ...
 
 
 class _Skip(Exception):  # noqa: N818 - internal control flow, never escapes
@@ -174,7 +169,7 @@ CREATE TABLE IF NOT EXISTS items (
     closed_at REAL
 );
 CREATE INDEX IF NOT EXISTS items_by_status ON items(status, received_at);
-CREATE TABLE IF NOT EXISTS cursors (cart TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+""" + CURSORS_SCHEMA + """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -372,10 +367,7 @@ class ReviewStore:
                     added += cur.rowcount
                 for reason, count in skipped.items():
                     self._count(f"skipped:{reason}", count)
-                conn.execute(
-                    "INSERT INTO cursors(cart, seq) VALUES (?, ?) "
-                    "ON CONFLICT(cart) DO UPDATE SET seq = max(seq, excluded.seq)",
-                    (cart, max(m.seq for m in messages)))
+                advance_cursor(conn, cart, max(m.seq for m in messages))
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -395,9 +387,7 @@ class ReviewStore:
     def cursor(self, cart: str) -> int:
         """The seq of ``cart``'s review stream ingested up to (0: none)."""
         with self._lock:
-            row = self._conn.execute("SELECT seq FROM cursors WHERE cart = ?",
-                                     (cart,)).fetchone()
-        return int(row[0]) if row else 0
+            return read_cursor(self._conn, cart)
 
     def _count(self, name: str, n: int) -> None:
         self._conn.execute("INSERT INTO counters(name, value) VALUES (?, ?) "

@@ -30,3 +30,20 @@ def open_durable(path: Path, schema: str, what: str) -> sqlite3.Connection:
         conn.close()
         raise HubStorageError(f"{what} {path} cannot be opened: {exc}") from exc
     return conn
+
+
+CURSORS_SCHEMA = "CREATE TABLE IF NOT EXISTS cursors (cart TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
+"""A consumer's position in each cart's stream (``Hub.add_consumer``), kept in the consumer's
+own file and advanced in the same transaction as what it took in."""
+
+
+def read_cursor(conn: sqlite3.Connection, cart: str) -> int:
+    """The seq ``cart``'s stream was consumed up to (0: nothing yet)."""
+    row = conn.execute("SELECT seq FROM cursors WHERE cart = ?", (cart,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def advance_cursor(conn: sqlite3.Connection, cart: str, seq: int) -> None:
+    """Move ``cart``'s cursor to ``seq``; never backwards."""
+    conn.execute("INSERT INTO cursors(cart, seq) VALUES (?, ?) "
+                 "ON CONFLICT(cart) DO UPDATE SET seq = max(seq, excluded.seq)", (cart, seq))
