@@ -162,6 +162,7 @@ class CartRuntime:
         self._built: Recognizer | None = None
         self.drift_reference = self.state_dir / "drift-reference.json"
         self.decider.drift = self._drift_monitor()
+        self._drift_windows = 0
 
     # -- start-up -----------------------------------------------------------------
 
@@ -306,8 +307,9 @@ class CartRuntime:
         """Record the drift monitor's alerts in the basket (they reach the hub on the events
         stream) and in the metrics; save its reference once it has one."""
         monitor = self.decider.drift
-        if monitor is None:
-            return
+        if monitor is None or monitor.windows == self._drift_windows:
+            return  # nothing happens between the close of two windows
+        self._drift_windows = monitor.windows
         if monitor.reference is not None and not self.drift_reference.exists():
             tmp = self.drift_reference.with_suffix(".tmp")
             tmp.write_text(json.dumps(monitor.reference))
