@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,13 @@ from cartos.hub.bundles import CHUNK_BYTES, publish_chunks, publish_manifest
 from cartos.hub.catalogue import HubCatalogue
 from cartos.sync import topics
 from cartos.sync.bundles.keys import SigningKey
-from cartos.sync.bundles.manifest import Manifest, build_manifest, parse_manifest, strict_loads
+from cartos.sync.bundles.manifest import (
+    Manifest,
+    build_manifest,
+    chunk_count,
+    parse_manifest,
+    strict_loads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +211,7 @@ class Releaser:
     def _clear(self, client: mqtt.Client, manifest: Manifest) -> None:
         ref = topics.bundle_ref(manifest.type, manifest.version)
         for spec in manifest.parts:
-            for index in range(max(1, math.ceil(spec.size / self.chunk_bytes))):
+            for index in range(chunk_count(spec.size, self.chunk_bytes)):
                 client.publish(topics.bundle_chunk(self.store, ref, spec.name, index), b"",
                                qos=1, retain=True)
 

@@ -461,13 +461,18 @@ class Chunk:
         return cls(version, part, index, count, sha, data)
 
 
+def chunk_count(size: int, chunk_size: int) -> int:
+    """How many chunks a part of ``size`` bytes is published as (an empty part is one)."""
+    return max(1, math.ceil(size / chunk_size))
+
+
 def split_part(manifest: Manifest, name: str, data: bytes, chunk_size: int) -> list[Chunk]:
     """Hub side: cut one part of ``manifest`` into chunks of at most ``chunk_size`` bytes."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     if manifest.part(name) is None:
         raise ValueError(f"manifest has no part {name!r}")
-    count = max(1, math.ceil(len(data) / chunk_size))
+    count = chunk_count(len(data), chunk_size)
     pieces = [data[i * chunk_size : (i + 1) * chunk_size] for i in range(count)]
     return [
         Chunk(
