@@ -313,6 +313,9 @@ def _sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int
               help="Held-out products (never in the catalogue), --queries images each.")
 @click.option("--long-tail", "long_tail", type=click.FloatRange(1.0), default=4.0,
               show_default=True, help="Reference count of the most over the least popular SKU.")
+@click.option("--min-test-queries", type=click.IntRange(0), default=1000, show_default=True,
+              help="Test queries wanted at each size below 500 SKUs: their first SKUs get "
+                   "extra query images, so a small catalogue is not judged on a few hundred.")
 @click.option("--cache", "cache_root", type=click.Path(file_okay=False, path_type=Path),
               default=None,
               help="Cache root for images + embeddings, one DIR/<params-hash> per parameter "
@@ -323,14 +326,14 @@ def _sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line on stdout.")
 @reports_errors
 def growth_cmd(sizes: list[int], seed: int, refs: int, queries: int, unknown: int,
-               long_tail: float, cache_root: Path | None, out_dir: Path,
-               as_json: bool) -> None:
+               long_tail: float, min_test_queries: int, cache_root: Path | None,
+               out_dir: Path, as_json: bool) -> None:
     """Growth curve: the prototype recogniser vs a closed-set softmax head as SKUs are added."""
     from cartos.bench.growth import GrowthParams, default_cache_root, markdown_table, run
 
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     params = GrowthParams(max_skus=sizes[-1], refs=refs, queries=queries, unknown=unknown,
-                          long_tail=long_tail, seed=seed)
+                          long_tail=long_tail, seed=seed, min_test_queries=min_test_queries)
     results = run(sizes, params, cache_root or default_cache_root(), out_dir, log=log)
     if not as_json:
         click.echo(markdown_table(results), err=True)

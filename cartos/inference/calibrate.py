@@ -16,18 +16,19 @@ from typing import Any
 import numpy as np
 
 from cartos.inference.calibration import (
+    POSTERIOR_TOP_K,
     Calibration,
     CalibrationTargets,
     LogisticModel,
     expected_calibration_error,
     fit_temperature,
-    local_posterior,
     reliability_bins,
     score_features,
+    softmax,
     threshold_for_precision,
 )
 from cartos.inference.errors import InferenceError
-from cartos.inference.index import CatalogueSnapshot, RecognitionIndex
+from cartos.inference.index import CatalogueSnapshot, RecognitionIndex, top_of
 from cartos.inference.projection import fit_projection
 
 
@@ -88,14 +89,15 @@ def _score_rows(
     truth_brand: Sequence[str | None],
     temperature: float,
 ) -> CalibrationRows:
-    scores = index.score(vectors)
-    pred_col = scores.argmax(axis=1)
-    predicted = [index.skus[c] for c in pred_col]
-    probs = local_posterior(scores, temperature)
-    fam, fam_p = index.group_posterior(probs, "family")
-    brand, brand_p = index.group_posterior(probs, "brand")
+    # Calibration scores every SKU (no shortlist): it is the reference the shortlist is
+    # measured against, and it runs offline.
+    top = top_of(index.score(vectors), POSTERIOR_TOP_K)
+    predicted = [index.skus[c] for c in top.columns[:, 0]]
+    probs = softmax(top.scores, temperature)
+    fam, fam_p = index.group_posterior(top.columns, probs, "family")
+    brand, brand_p = index.group_posterior(top.columns, probs, "brand")
     return CalibrationRows(
-        features=score_features(scores),
+        features=score_features(top.scores),
         correct=np.array([p == t for p, t in zip(predicted, truth, strict=True)]),
         unknown=np.array([t not in index.records for t in truth]),
         predicted=predicted,

@@ -24,7 +24,12 @@ from typing import Any
 import numpy as np
 
 from cartos.catalog.store import CatalogStore
-from cartos.inference.calibration import Calibration, local_posterior, score_features
+from cartos.inference.calibration import (
+    POSTERIOR_TOP_K,
+    Calibration,
+    score_features,
+    softmax,
+)
 from cartos.inference.embedder import Embedder
 from cartos.inference.index import PROJECTION_ARTIFACT, RecognitionIndex
 
@@ -126,11 +131,14 @@ class Recognizer:
 
     def recognize_vectors(self, vectors: np.ndarray) -> list[Recognition]:
         """Decide for each raw embedding row."""
-        scores = self.index.score(vectors)
-        probs = local_posterior(scores, self.temperature)
-        feats = score_features(scores)
-        families, fam_p = self.index.group_posterior(probs, "family")
-        brands, brand_p = self.index.group_posterior(probs, "brand")
+        # Everything below reads only each query's best few SKUs: the features use the top
+        # two, the family/brand posterior the top ten, the answer the top k.
+        best = self.index.best(vectors, max(POSTERIOR_TOP_K, self.top_k))
+        feats = score_features(best.scores)
+        posterior_cols = best.columns[:, :POSTERIOR_TOP_K]
+        probs = softmax(best.scores[:, :POSTERIOR_TOP_K], self.temperature)
+        families, fam_p = self.index.group_posterior(posterior_cols, probs, "family")
+        brands, brand_p = self.index.group_posterior(posterior_cols, probs, "brand")
         cal = self.calibration
         if cal is not None:
             conf = cal.confidence(feats)
@@ -138,14 +146,14 @@ class Recognizer:
         else:
             conf = probs.max(axis=1)
             unk = 1.0 - conf
-        k = min(self.top_k, scores.shape[1])
-        # argpartition then sort only the k winners: linear in the catalogue size
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1)
-        top_cols = np.take_along_axis(part, order, axis=1)
+        k = min(self.top_k, best.columns.shape[1])
         out: list[Recognition] = []
-        for i in range(len(scores)):
-            top = [Candidate(self.index.skus[c], float(scores[i, c])) for c in top_cols[i]]
+        for i in range(len(best.columns)):
+            top = [
+                Candidate(self.index.skus[c], float(v))
+                for c, v in zip(best.columns[i, :k].tolist(), best.scores[i, :k].tolist(),
+                                strict=True)
+            ]
             sku = top[0].sku
             rec = self.index.records[sku]
             family = families[i] if cal is None or fam_p[i] >= cal.family_threshold else None

@@ -82,6 +82,16 @@ class SynthConfig:
     image_format: str = "jpg"
     n_produce: int = 0
     """Loose-produce SKUs (sold by weight, no barcode), catalogued after the packaged ones."""
+    query_floor: tuple[tuple[int, int], ...] = ()
+    """``(first_n, count)`` pairs: the first ``first_n`` packaged SKUs get at least ``count``
+    query photos. Photo k of a SKU does not depend on how many are taken, so a benchmark can
+    measure a small catalogue on as many queries as a large one without changing any photo
+    the large one sees."""
+
+    def queries_for_slot(self, slot: int) -> int:
+        """Query photos of the packaged SKU at catalogue position ``slot``."""
+        floors = [count for first_n, count in self.query_floor if slot < first_n]
+        return max([self.queries_per_sku, *floors])
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,10 @@ def validate_config(config: SynthConfig) -> None:
         problems.append(
             f"n_produce must be an integer between 0 and {MAX_PRODUCE_SKUS}, got {n_produce!r}"
         )
+    for pair in config.query_floor:
+        if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
+                                 for v in pair):
+            problems.append(f"query_floor entries must be (first_n, count) >= 0, got {pair!r}")
     if config.image_format not in IMAGE_FORMATS:
         problems.append(
             f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {config.image_format!r}"
@@ -280,13 +294,14 @@ def generate_catalogue(out_dir: str | Path, config: SynthConfig = DEFAULT_CONFIG
 
     ref_rows: list[list[str]] = []
     query_rows: list[list[str]] = []
-    for sku, n_refs in zip(skus, ref_counts, strict=True):
+    for position, (sku, n_refs) in enumerate(zip(skus, ref_counts, strict=True)):
         pack = render_pack(sku)
         folder = Path("images") / sku.sku_id
         refs = _shoot(root, folder, "ref", n_refs, sku, pack, ref_style, config, _KIND_REFERENCE)
         ref_rows += [_row(p, sku) for p in refs]
+        n_queries = config.queries_for_slot(position)
         queries = _shoot(
-            root, folder, "query", config.queries_per_sku, sku, pack, qry_style, config, _KIND_QUERY
+            root, folder, "query", n_queries, sku, pack, qry_style, config, _KIND_QUERY
         )
         query_rows += [_row(p, sku) for p in queries]
 

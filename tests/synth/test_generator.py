@@ -207,6 +207,24 @@ def test_long_tail_reference_counts(tmp_path: Path) -> None:
     assert max(per_sku.values()) == 4 and min(per_sku.values()) == 1
 
 
+def test_query_floor_adds_photos_to_the_first_skus_without_changing_any(
+    tmp_path: Path,
+) -> None:
+    """The first SKUs get extra query photos; photo k is the same however many are taken."""
+    config = replace(SMALL, n_skus=4, n_new=0, queries_per_sku=2, query_floor=((2, 5), (3, 3)))
+    assert [config.queries_for_slot(i) for i in range(4)] == [5, 5, 3, 2]
+    floored = generate_catalogue(tmp_path / "floored", config)
+    _, rows = _rows(floored.queries)
+    assert [Counter(r["sku"] for r in rows)[s.sku_id] for s in floored.skus] == [5, 5, 3, 2]
+    plain = generate_catalogue(tmp_path / "plain", replace(config, query_floor=()))
+    _, plain_rows = _rows(plain.queries)
+    assert len(plain_rows) == 8
+    for row in plain_rows:  # every photo of the plain catalogue is in the floored one, unchanged
+        assert (tmp_path / "plain" / row["image"]).read_bytes() == (
+            tmp_path / "floored" / row["image"]
+        ).read_bytes()
+
+
 def test_weights_and_names() -> None:
     assert weight_tolerance_g(100) == 5
     assert weight_tolerance_g(1000) == 30
@@ -253,6 +271,8 @@ def test_refuses_unrelated_non_empty_folder(tmp_path: Path) -> None:
         ({"occlusion_rate": 1.5}, "occlusion_rate"),
         ({"seed": -1}, "seed"),
         ({"image_format": "gif"}, "image_format"),
+        ({"query_floor": ((10, -1),)}, "query_floor"),
+        ({"query_floor": ((10,),)}, "query_floor"),
     ],
 )
 def test_invalid_config_is_rejected(tmp_path: Path, change: dict[str, object], field: str) -> None:
