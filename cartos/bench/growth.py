@@ -19,9 +19,13 @@ Protocol, chosen so the points of the curve are comparable:
 * Per size, the product's prototype recogniser is built in memory exactly as
   ``catalog import`` builds it (within-SKU whitening fitted on the references,
   :func:`cartos.inference.projection.fit_projection`) and calibrated with the
-  product's :func:`cartos.inference.calibrate.fit_calibration` on the EVEN query rows;
-  everything is measured on the ODD rows. The closed-set baseline is a softmax head
-  (multinomial logistic regression) trained on the same reference embeddings.
+  product's :func:`cartos.inference.calibrate.fit_calibration` on each SKU's EVEN query
+  photos; everything is measured on the ODD ones. Every size gets at least
+  ``min_test_queries`` test photos (the first SKUs have extra ones). The closed-set
+  baseline is a softmax head (multinomial logistic regression) trained on the same
+  reference embeddings.
+* Latency is crop to answer, backbone included, as a shopper waits for it; the index
+  and decision alone are reported beside it.
 * "Automation at 99 %" is the same procedure for both systems: on the calibration
   half, the lowest confidence threshold whose accepted answers reach 99 % precision;
   applied unchanged to the test half, where the share accepted and the precision
