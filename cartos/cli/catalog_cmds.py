@@ -13,7 +13,7 @@ from cartos.catalog.records import SkuRecord
 from cartos.catalog.store import CatalogStore
 from cartos.cli.main import db_option, emit_json, reports_errors
 from cartos.inference import corrections, enrolment
-from cartos.inference.embedder import Embedder
+from cartos.inference.catalogue_model import check_signature, embedder_for
 
 
 def _print_report(report: enrolment.ImportReport) -> None:
@@ -37,15 +37,20 @@ def catalog() -> None:
 @catalog.command("import")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @db_option
+@click.option("--model", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Backbone to embed with: a model file or a folder holding one with its card "
+                   "(`cartos model build/refresh --out`). Recorded in the catalogue, so "
+                   "`calibrate` and `recognize` use it too. [default: the model the catalogue "
+                   "was built with, else the shipped one]")
 @reports_errors
-def import_cmd(manifest: Path, db: Path) -> None:
+def import_cmd(manifest: Path, db: Path, model: Path | None) -> None:
     """Import a retailer manifest (CSV: image,sku,barcode,name,brand,family,weight_g,weight_tol_g).
 
     Idempotent: images already in the catalogue are skipped. Broken or missing
     images are reported by row and skipped; the rest is applied atomically.
     """
-    embedder = Embedder()
     with CatalogStore(db) as store:
+        embedder = embedder_for(store, model)
         report = enrolment.import_manifest(store, embedder, manifest, progress=sys.stderr.isatty())
     _print_report(report)
     if report.problems:
@@ -86,9 +91,8 @@ def add_cmd(
         weight_g=weight_g,
         weight_tol_g=weight_tol_g,
     )
-    embedder = Embedder()
     with CatalogStore(db) as store:
-        report = enrolment.add_sku(store, embedder, record, list(images))
+        report = enrolment.add_sku(store, embedder_for(store), record, list(images))
     _print_report(report)
 
 
@@ -107,10 +111,9 @@ def add_cmd(
 @reports_errors
 def correct_cmd(db: Path, sku: str, correction_id: str, memory_per_sku: int, image: Path) -> None:
     """Teach this catalogue that IMAGE shows SKU (a confirmed answer from this cart)."""
-    embedder = Embedder()
     with CatalogStore(db) as store:
         result = corrections.apply_correction(
-            store, embedder, sku, image, correction_id, memory_per_sku=memory_per_sku
+            store, embedder_for(store), sku, image, correction_id, memory_per_sku=memory_per_sku
         )
     if not result.applied:
         click.echo(f"catalogue v{result.catalog_version}: {correction_id} was already applied")
@@ -214,9 +217,9 @@ def plan_add_cmd(manifest: Path, db: Path, collision_percentile: float, min_refe
     parsed = read_manifest(manifest)
     for problem in parsed.problems:
         click.echo(f"row {problem.line}: {problem.image}: {problem.message}", err=True)
-    embedder = Embedder()
     with CatalogStore(db) as store:
-        enrolment.check_signature(store, embedder)
+        embedder = embedder_for(store)
+        check_signature(store, embedder)
         snapshot = CatalogueSnapshot.from_store(store)
     items = [(i, row.image, row.image_text) for i, row in enumerate(parsed.rows)]
     vectors, problems = enrolment.embed_items(embedder, items, progress=sys.stderr.isatty())

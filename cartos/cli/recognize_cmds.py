@@ -12,7 +12,7 @@ from cartos.cli.inputs import expand_inputs
 from cartos.cli.main import db_option, emit_json, reports_errors
 from cartos.inference import calibration_service
 from cartos.inference.calibration import CalibrationTargets
-from cartos.inference.embedder import Embedder
+from cartos.inference.catalogue_model import embedder_for
 from cartos.inference.errors import ImageDecodeError
 from cartos.inference.preprocess import decode_image
 from cartos.inference.recognizer import Recognition, Recognizer
@@ -38,9 +38,8 @@ def recognize_cmd(db: Path, as_json: bool, top_k: int, paths: tuple[str, ...]) -
     if not db.is_file():
         raise click.BadParameter(f"{db}: no such catalogue", param_hint="--db")
     items = expand_inputs(paths)
-    embedder = Embedder()
     with CatalogStore(db) as store:
-        recognizer = Recognizer.from_store(store, embedder, top_k=top_k)
+        recognizer = Recognizer.from_store(store, embedder_for(store), top_k=top_k)
     if not recognizer.calibration:
         click.echo(
             "warning: catalogue is not calibrated (run `cartos calibrate`); "
@@ -114,8 +113,8 @@ def calibrate_cmd(
         holdout_fraction=holdout_fraction,
         seed=seed,
     )
-    embedder = Embedder()
     with CatalogStore(db) as store:
+        embedder = embedder_for(store)
         result = calibration_service.calibrate_from_manifest(
             store, embedder, manifest, targets, report_dir
         )

@@ -12,8 +12,9 @@ from cartos.catalog.store import CatalogStore
 from cartos.inference.calibrate import fit_calibration
 from cartos.inference.calibration import Calibration, CalibrationTargets
 from cartos.inference.calibration_report import report_files, write_report
+from cartos.inference.catalogue_model import check_signature
 from cartos.inference.embedder import Embedder
-from cartos.inference.enrolment import RowProblem, check_signature, embed_items
+from cartos.inference.enrolment import RowProblem, embed_items
 from cartos.inference.errors import InferenceError
 from cartos.inference.index import CatalogueSnapshot
 from cartos.inference.recognizer import CALIBRATION_ARTIFACT

@@ -48,8 +48,9 @@ import numpy.typing as npt
 from cartos.catalog.errors import UnknownSkuError
 from cartos.catalog.records import DISCONTINUED
 from cartos.catalog.store import CatalogStore
+from cartos.inference.catalogue_model import check_signature
 from cartos.inference.embedder import Embedder, l2_normalise
-from cartos.inference.enrolment import _refresh_prototypes, check_signature
+from cartos.inference.enrolment import _refresh_prototypes
 from cartos.inference.errors import (
     CorrectionConflictError,
     CorrectionError,

@@ -25,11 +25,11 @@ from cartos.catalog.errors import CatalogError
 from cartos.catalog.manifest import read_manifest
 from cartos.catalog.records import SkuRecord
 from cartos.catalog.store import CatalogStore
+from cartos.inference.catalogue_model import check_signature, record_model
 from cartos.inference.embedder import Embedder
 from cartos.inference.index import PROJECTION_ARTIFACT
 from cartos.inference.projection import DEFAULT_SHRINKAGE, MIN_CLASSES_TO_FIT, fit_projection
 
-SIGNATURE_KEY = "embedder_signature"
 MAX_ADD_IMAGES = 50
 
 
@@ -52,16 +52,6 @@ class ImportReport:
     problems: list[RowProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     projection_fitted: bool = False
-
-
-def check_signature(store: CatalogStore, embedder: Embedder) -> None:
-    """Refuse to mix embeddings from different models or views in one catalogue."""
-    stored = store.meta_get(SIGNATURE_KEY)
-    if stored is not None and stored != embedder.signature:
-        raise CatalogError(
-            f"{store.path}: catalogue was embedded with {stored}, this model is "
-            f"{embedder.signature}; re-import into a new catalogue"
-        )
 
 
 def embed_items(
@@ -192,7 +182,7 @@ def import_manifest(
         if r.line in vectors:
             by_sku[r.sku.sku].append(i)
     with store.change("import", f"import {Path(manifest_path).name}"):
-        store.meta_set(SIGNATURE_KEY, embedder.signature)
+        record_model(store, embedder)
         for sku, rec in records.items():
             before = store.get_sku(sku)
             if before is None and not by_sku.get(sku):
@@ -240,7 +230,7 @@ def add_sku(
     existing = store.get_sku(record.sku)
     merged = record if existing is None else _merge(existing, record)
     with store.change("add", f"add {record.sku} ({len(keys)} images)"):
-        store.meta_set(SIGNATURE_KEY, embedder.signature)
+        record_model(store, embedder)
         if store.upsert_sku(merged):
             report.skus_added += existing is None
             report.skus_updated += existing is not None

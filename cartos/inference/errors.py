@@ -31,3 +31,7 @@ class DiscontinuedSkuError(CorrectionError):
 
 class CorrectionConflictError(CorrectionError):
     """A correction id already applied is re-sent with a different SKU."""
+
+
+class ModelMismatchError(InferenceError):
+    """A catalogue and an embedder are in different embedding spaces (model or views)."""

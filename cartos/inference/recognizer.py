@@ -30,6 +30,7 @@ from cartos.inference.calibration import (
     score_features,
     softmax,
 )
+from cartos.inference.catalogue_model import check_signature
 from cartos.inference.embedder import Embedder
 from cartos.inference.index import PROJECTION_ARTIFACT, RecognitionIndex
 
@@ -122,6 +123,10 @@ class Recognizer:
     def from_store(
         cls, store: CatalogStore, embedder: Embedder | None = None, top_k: int = 5
     ) -> Recognizer:
+        if embedder is not None:
+            # Queries embedded by another model than the catalogue's would still score,
+            # just meaninglessly: refuse instead (cartos.inference.catalogue_model).
+            check_signature(store, embedder)
         index = RecognitionIndex.from_store(store)
         return cls(index, load_calibration(store), embedder, top_k)
 

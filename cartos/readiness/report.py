@@ -29,8 +29,8 @@ from cartos.catalog.store import SCHEMA_VERSION_KEY, CatalogStore
 from cartos.errors import CartosError
 from cartos.inference.calibration import local_posterior
 from cartos.inference.calibration_report import reliability_png
+from cartos.inference.catalogue_model import SIGNATURE_KEY, embedder_for
 from cartos.inference.embedder import Embedder
-from cartos.inference.enrolment import SIGNATURE_KEY
 from cartos.inference.index import CatalogueSnapshot, RecognitionIndex
 from cartos.inference.recognizer import Recognition, Recognizer, load_calibration
 from cartos.profiles.schema import DeviceProfile
@@ -267,7 +267,7 @@ def assess(
 ) -> ReadinessReport:
     """Run the seven checks on ``inputs``; raises ReadinessError for unusable input.
 
-    ``embedder`` is created (the shipped model) only when an image set needs embedding;
+    ``embedder`` is created (the catalogue's own model) only when an image set needs embedding;
     tests pass one in to load the model once.
     """
     started = time.perf_counter()
@@ -289,12 +289,12 @@ def assess(
         validation = None if inputs.validation is None else read_validation(inputs.validation)
         unknown = None if inputs.unknown is None else read_unknown(inputs.unknown)
         stored_signature = store.meta_get(SIGNATURE_KEY)
-    needs_model = validation is not None or unknown is not None
-    own_embedder = embedder is None and needs_model
-    if own_embedder:
-        log("loading the shipped model ...")
-        with _bad_input("embedding model"):
-            embedder = Embedder()
+        needs_model = validation is not None or unknown is not None
+        own_embedder = embedder is None and needs_model
+        if own_embedder:
+            log("loading the model the catalogue was built with ...")
+            with _bad_input("embedding model"):
+                embedder = embedder_for(store)
     try:
         if needs_model and embedder is not None and stored_signature not in (
             None, embedder.signature

@@ -41,6 +41,7 @@ import numpy as np
 
 from cartos.catalog.records import DISCONTINUED, SkuRecord
 from cartos.catalog.store import CatalogStore
+from cartos.inference.catalogue_model import SIGNATURE_KEY
 from cartos.inference.corrections import CORRECTION_KIND
 from cartos.inference.enrolment import _refresh_prototypes
 from cartos.inference.model_card import ModelCard
@@ -244,6 +245,14 @@ class CatalogueUpdater:
             card = ModelCard.from_json(by_kind["model_card"].decode())
         except Exception as exc:
             raise PartFormatError(f"model_card: {exc}") from exc
+        built_with = _catalogue_model_sha(store)
+        if built_with is not None and built_with != card.sha256:
+            # The catalogue's vectors are points in its own model's space: a new backbone
+            # comes with the catalogue re-embedded for it, or not at all.
+            raise UpdateError(
+                f"the release's model {card.sha256[:12]} is not the one this catalogue was "
+                f"embedded with ({built_with[:12]}); a new backbone needs the catalogue "
+                "rebuilt for it in the same release")
         data = by_kind["model"]
         self.models_dir.mkdir(parents=True, exist_ok=True)
         path = self.models_dir / f"{card.sha256}.onnx"
@@ -338,6 +347,18 @@ class CatalogueUpdater:
         """The model a bundle installed, or None for the shipped one."""
         with CatalogStore(self.catalogue_path) as store:
             return installed_model(store)
+
+
+def _catalogue_model_sha(store: CatalogStore) -> str | None:
+    """sha256 of the model the catalogue's vectors came from, if it was recorded."""
+    text = store.meta_get(SIGNATURE_KEY)
+    if not text:
+        return None
+    try:
+        sha = json.loads(text).get("model_sha256")
+    except (ValueError, AttributeError):
+        return None
+    return str(sha) if sha else None
 
 
 def installed_model(store: CatalogStore) -> Path | None:

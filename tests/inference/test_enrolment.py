@@ -17,6 +17,7 @@ from cartos.cli.inputs import expand_inputs
 from cartos.inference import enrolment
 from cartos.inference.calibration import POSTERIOR_TOP_K
 from cartos.inference.embedder import Embedder
+from cartos.inference.errors import ModelMismatchError
 from cartos.inference.recognizer import Recognition, Recognizer
 from tests.inference.conftest import Prepared
 
@@ -211,7 +212,10 @@ def test_rebuild_is_an_explicit_version_and_marks_calibration_stale(
 
 def test_mixing_embedding_spaces_is_refused(catalogue_copy: Path, prepared: Prepared) -> None:
     other = Embedder(views=("orig",))
-    with CatalogStore(catalogue_copy) as store, pytest.raises(CatalogError, match="embedded with"):
+    with (
+        CatalogStore(catalogue_copy) as store,
+        pytest.raises(ModelMismatchError, match="embedded with"),
+    ):
         enrolment.import_manifest(store, other, prepared.synth.manifest)
 
 

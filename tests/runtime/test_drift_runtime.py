@@ -22,7 +22,7 @@ from cartos.telemetry.metrics import Metrics
 def test_recognised_crops_feed_the_drift_monitor(sim_store: SimulatedStore,
                                                   tmp_path: Path) -> None:
     with CatalogStore(sim_store.db) as store:
-        decider = EventDecider(Recognizer.from_store(store, Embedder(views=("orig",))),
+        decider = EventDecider(Recognizer.from_store(store, Embedder()),
                                CatalogueView.from_store(store), load_policy(store),
                                tmp_path / "review")
     decider.drift = DriftMonitor(DriftSettings(window=100, reference_windows=3,

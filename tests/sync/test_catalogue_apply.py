@@ -28,6 +28,7 @@ from cartos.bench.fleet import DIM, answer, build_catalogue, confusing_query
 from cartos.catalog.records import SkuRecord
 from cartos.catalog.store import PROTOTYPE_LEVELS, CatalogStore
 from cartos.hub.catalogue import HubCatalogue, provision
+from cartos.inference.catalogue_model import SIGNATURE_KEY
 from cartos.inference.corrections import CORRECTION_KIND, apply_correction
 from cartos.inference.embedder import l2_normalise
 from cartos.inference.model_card import ModelCard, card_path_for, shipped_model_path
@@ -547,6 +548,32 @@ def test_model_failing_the_check_is_refused(fleet: Fleet) -> None:
     assert "dimensions" in outcome.detail
     assert_unchanged(before, state_of(fleet.cart))
     assert fleet.updater.active_model() is None
+
+
+def _embedded_with(catalogue: Path, sha256: str) -> None:
+    """Record that the catalogue's vectors came from the model ``sha256`` (as an import does)."""
+    with CatalogStore(catalogue) as store, store.change("test", "embedded with"):
+        store.meta_set(SIGNATURE_KEY, json.dumps({"model_sha256": sha256,
+                                                  "views": ["orig", "flip"]}))
+
+
+def test_a_new_backbone_without_its_rebuilt_catalogue_is_refused(fleet: Fleet) -> None:
+    """Another model's embeddings cannot be scored against this catalogue's vectors."""
+    data, card = _shipped()
+    _embedded_with(fleet.cart, "cd" * 32)
+    before = state_of(fleet.cart)
+    outcome = fleet.offer({"model.onnx": ("model", data),
+                           "model.card.json": ("model_card", card.to_json().encode())})
+    assert (outcome.status, outcome.reason) == ("failed", "apply_failed"), outcome
+    assert f"{card.sha256[:12]} is not the one this catalogue was embedded with" in outcome.detail
+    assert "cdcdcdcdcdcd" in outcome.detail
+    assert_unchanged(before, state_of(fleet.cart))
+    assert fleet.updater.active_model() is None
+
+    _embedded_with(fleet.cart, card.sha256)  # the same backbone, re-shipped: accepted
+    outcome = fleet.offer({"model.onnx": ("model", data),
+                           "model.card.json": ("model_card", card.to_json().encode())})
+    assert outcome.status == "applied", outcome
 
 
 def test_encoded_delta_round_trip_matches_hand_built(fleet: Fleet) -> None:
