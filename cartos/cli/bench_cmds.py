@@ -340,5 +340,31 @@ def growth_cmd(sizes: list[int], seed: int, refs: int, queries: int, unknown: in
     click.echo(json.dumps(results))
 
 
+@bench.command("refresh")
+@click.option("--dataset", type=click.Choice(["grozi120", "snacks"]), default="grozi120",
+              show_default=True)
+@click.option("--holdout", type=click.IntRange(0), default=20, show_default=True,
+              help="Last SKUs kept out of catalogue and training: the unknown items.")
+@click.option("--epochs", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--time-budget-min", type=click.FloatRange(min=0.0, min_open=True), default=20.0,
+              show_default=True)
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the manifests and the refreshed model.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/bench/refresh.json"), show_default=True)
+@reports_errors
+def refresh_cmd(dataset: str, holdout: int, epochs: int, time_budget_min: float, work: Path,
+                out: Path) -> None:
+    """The refreshed backbone vs the shipped one on a real data set, judged by the gate."""
+    from cartos.bench.refresh import run
+    from cartos.refresh.train import TrainSettings
+
+    results = run(work, dataset, holdout,
+                  TrainSettings(epochs=epochs, time_budget_s=time_budget_min * 60),
+                  log=lambda m: click.echo(m, err=True))
+    _save(out, results, 2)
+    click.echo(json.dumps(results))
+
+
 def register(root: click.Group) -> None:
     root.add_command(bench)

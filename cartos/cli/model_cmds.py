@@ -1,4 +1,4 @@
-"""``cartos model …``: build (needs the build extra), verify, info."""
+"""``cartos model …``: build and refresh (need the build extra), verify, info."""
 
 from __future__ import annotations
 
@@ -107,6 +107,52 @@ def info_cmd(path: Path | None) -> None:
     """Print a model card."""
     target = path or shipped_model_path()
     emit_json(ModelCard.load(card_path_for(target)).__dict__)
+
+
+@model.command("refresh")
+@click.option("--references", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="Catalogue manifest: the images to fine-tune on.")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True,
+              help="Labelled non-reference images: even rows calibrate both models, odd rows "
+                   "are the fixed test set the gate judges on.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Folder for the INT8 model, its card and refresh.json.")
+@click.option("--current", "current_model", type=click.Path(exists=True, path_type=Path),
+              default=None, help="The model to beat [default: the shipped one].")
+@click.option("--epochs", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--time-budget-min", type=click.FloatRange(min=0.0, min_open=True), default=20.0,
+              show_default=True, help="Fine-tuning stops when this is spent.")
+@click.option("--batch-size", type=click.IntRange(2), default=16, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--protected", default="", help="Comma-separated SKUs no refresh may regress.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line on stdout.")
+@reports_errors
+def refresh_cmd(references: Path, calibration: Path, out_dir: Path, current_model: Path | None,
+                epochs: int, time_budget_min: float, batch_size: int, device: str,
+                protected: str, seed: int, as_json: bool) -> None:
+    """Fine-tune the backbone on the store's images, export INT8, and gate it.
+
+    The last stdout line is JSON: ``accepted``, ``reason``, ``top1_before``, ``top1_after``,
+    ``wall_s``, ``model``. A refused model stays in OUT, marked refused in OUT/refresh.json
+    with every number; nothing ships it.
+    """
+    import json
+
+    from cartos.inference.catalogue_model import resolve_model
+    from cartos.refresh.gate import GateSettings
+    from cartos.refresh.job import refresh
+    from cartos.refresh.train import TrainSettings
+
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    settings = TrainSettings(epochs=epochs, time_budget_s=time_budget_min * 60,
+                             batch_size=batch_size, seed=seed, device=device)
+    gate = GateSettings(protected_skus=tuple(s.strip() for s in protected.split(",")
+                                             if s.strip()))
+    current = resolve_model(current_model) if current_model is not None else None
+    result = refresh(references, calibration, out_dir, settings, gate, current, log)
+    click.echo(json.dumps(result.summary()))
 
 
 def register(root: click.Group) -> None:

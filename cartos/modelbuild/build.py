@@ -35,7 +35,7 @@ class BuildResult:
     card: ModelCard
 
 
-def _session(path: Path, exact: bool = False) -> ort.InferenceSession:
+def ort_session(path: Path, exact: bool = False) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if exact:
@@ -43,7 +43,7 @@ def _session(path: Path, exact: bool = False) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
-def _embed(sess: ort.InferenceSession, batch: np.ndarray, bs: int = 8) -> np.ndarray:
+def embed_tensors(sess: ort.InferenceSession, batch: np.ndarray, bs: int = 8) -> np.ndarray:
     return np.concatenate(
         [sess.run(None, {"image": batch[i : i + bs]})[0] for i in range(0, len(batch), bs)]
     )
@@ -113,12 +113,12 @@ def build_model(
         export_fp32(backbone, fp32_tmp)
         quant = quantize_int8(fp32_tmp, int8_path, calibration_images, spec, calibration_method)
         tensors = np.stack([to_tensor(decode_image(p), spec) for p in calibration_images])
-        s32, s8 = _session(fp32_tmp), _session(int8_path)
-        e32 = _embed(s32, tensors)
-        agree = agreement(e32, _embed(s8, tensors), backbone)
+        s32, s8 = ort_session(fp32_tmp), ort_session(int8_path)
+        e32 = embed_tensors(s32, tensors)
+        agree = agreement(e32, embed_tensors(s8, tensors), backbone)
         # The same QDQ graph evaluated exactly (no fused integer kernels): the
         # quantisation's own quality, independent of this CPU's INT8 instructions.
-        exact = agreement(e32, _embed(_session(int8_path, exact=True), tensors))
+        exact = agreement(e32, embed_tensors(ort_session(int8_path, exact=True), tensors))
         agree["cosine_mean_exact"] = exact["cosine_mean"]
         agree["cosine_min_exact"] = exact["cosine_min"]
         agree["retrieval_top1_agreement_exact"] = exact["retrieval_top1_agreement"]
