@@ -192,18 +192,8 @@ class RecognitionIndex:
             if len(self.skus) > exhaustive_up_to
             else None
         )
-        self.families = self._groups("family")
-        self.brands = self._groups("brand")
         self._family_of = [self.records[s].family or None for s in self.skus]
         self._brand_of = [self.records[s].brand or None for s in self.skus]
-
-    def _groups(self, attr: str) -> dict[str, np.ndarray]:
-        groups: dict[str, list[int]] = {}
-        for i, sku in enumerate(self.skus):
-            key = getattr(self.records[sku], attr)
-            if key:
-                groups.setdefault(key, []).append(i)
-        return {k: np.array(v, dtype=np.int64) for k, v in groups.items()}
 
     @classmethod
     def from_snapshot(cls, snap: CatalogueSnapshot) -> RecognitionIndex:
