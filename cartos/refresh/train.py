@@ -14,7 +14,6 @@ BatchNorm statistics stay frozen: a CPU batch of 16 estimates them worse than Im
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ import cv2
 import numpy as np
 
 from cartos.inference.preprocess import InputSpec, to_tensor
-from cartos.modelbuild.export import Backbone
+from cartos.modelbuild.export import Backbone, import_torch
 from cartos.refresh.errors import RefreshError
 
 LogFn = Callable[[str], None]
@@ -56,15 +55,6 @@ class TrainReport:
     """``epochs`` or ``time_budget``."""
     first_loss: float
     last_loss: float
-
-
-def _torch() -> Any:
-    try:
-        return importlib.import_module("torch")
-    except ImportError as exc:
-        raise RefreshError(
-            "model refresh needs the build extra: pip install 'cartos[build]' (torch==2.13.0)"
-        ) from exc
 
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +93,7 @@ def fine_tune(
     log: LogFn = print,
 ) -> TrainReport:
     """Fine-tune ``backbone.module`` in place on decoded BGR ``images``."""
-    torch = _torch()
+    torch = import_torch()
     if len(images) != len(labels) or not images:
         raise RefreshError("fine-tuning needs images, one label each")
     classes = int(max(labels)) + 1
