@@ -17,7 +17,7 @@ from typing import Any
 
 from cartos.bench.data import load_rows, write_manifest
 from cartos.refresh.gate import GateSettings
-from cartos.refresh.job import REPORT, refresh
+from cartos.refresh.job import refresh
 from cartos.refresh.train import TrainSettings
 
 LogFn = Callable[[str], None]
@@ -45,9 +45,7 @@ def run(work: Path, dataset: str, holdout: int, settings: TrainSettings,
     start = time.monotonic()
     references, calibration, sizes = prepare(work, dataset, holdout)
     result = refresh(references, calibration, work / "model", settings, GateSettings(), log=log)
-    import json
-
-    report = json.loads((work / "model" / REPORT).read_text())
+    report = result.report
     return {
         "data": sizes,
         **result.summary(),

@@ -56,13 +56,13 @@ class RefreshResult:
     model: Path
     verdict: GateVerdict
     training: TrainReport
+    report: dict[str, Any]
+    """What ``MODEL_DIR/refresh.json`` holds."""
 
     def summary(self) -> dict[str, Any]:
         """The command's JSON line."""
-        return {"accepted": self.accepted, "reason": self.reason,
-                "top1_before": round(self.top1_before, 4),
-                "top1_after": round(self.top1_after, 4), "wall_s": round(self.wall_s, 1),
-                "model": str(self.model)}
+        keys = ("accepted", "reason", "top1_before", "top1_after", "wall_s", "model")
+        return {k: self.report[k] for k in keys}
 
 
 def _shrink(image: np.ndarray) -> np.ndarray:
@@ -187,18 +187,15 @@ def refresh(
             for e in (current, candidate, fp32):
                 e.close()
     verdict = judge(before, after, gate, int8_agreement)
-    result = RefreshResult(
-        accepted=verdict.accepted,
-        reason=verdict.reason,
-        top1_before=before["historical"].top1,
-        top1_after=after["historical"].top1,
-        wall_s=time.monotonic() - wall,
-        model=int8_path,
-        verdict=verdict,
-        training=training,
-    )
+    wall_s = round(time.monotonic() - wall, 1)
+    summary = {
+        "accepted": verdict.accepted, "reason": verdict.reason,
+        "top1_before": round(before["historical"].top1, 4),
+        "top1_after": round(after["historical"].top1, 4),
+        "wall_s": wall_s, "model": str(int8_path),
+    }
     report = {
-        **result.summary(),
+        **summary,
         "reasons": verdict.reasons,
         "numbers": verdict.numbers,
         "training": asdict(training),
@@ -207,4 +204,15 @@ def refresh(
         "model_sha256": card.sha256,
     }
     (out_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    result = RefreshResult(
+        accepted=verdict.accepted,
+        reason=verdict.reason,
+        top1_before=before["historical"].top1,
+        top1_after=after["historical"].top1,
+        wall_s=wall_s,
+        model=int8_path,
+        verdict=verdict,
+        training=training,
+        report=report,
+    )
     return result
