@@ -86,6 +86,18 @@ def embedder_for(store: CatalogStore, model: Path | None = None, **options: Any)
     return Embedder(path, **options)
 
 
+def signature_model_sha(store: CatalogStore) -> str | None:
+    """sha256 of the model the catalogue's vectors came from, if it was recorded."""
+    text = store.meta_get(SIGNATURE_KEY)
+    if not text:
+        return None
+    try:
+        sha = json.loads(text).get("model_sha256")
+    except (ValueError, AttributeError):
+        return None
+    return str(sha) if sha else None
+
+
 def _describe(signature: str) -> str:
     try:
         parsed = json.loads(signature)

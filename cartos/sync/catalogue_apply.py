@@ -41,7 +41,7 @@ import numpy as np
 
 from cartos.catalog.records import DISCONTINUED, SkuRecord
 from cartos.catalog.store import CatalogStore
-from cartos.inference.catalogue_model import SIGNATURE_KEY
+from cartos.inference.catalogue_model import signature_model_sha
 from cartos.inference.corrections import CORRECTION_KIND
 from cartos.inference.enrolment import _refresh_prototypes
 from cartos.inference.model_card import ModelCard
@@ -245,7 +245,7 @@ class CatalogueUpdater:
             card = ModelCard.from_json(by_kind["model_card"].decode())
         except Exception as exc:
             raise PartFormatError(f"model_card: {exc}") from exc
-        built_with = _catalogue_model_sha(store)
+        built_with = signature_model_sha(store)
         if built_with is not None and built_with != card.sha256:
             # The catalogue's vectors are points in its own model's space: a new backbone
             # comes with the catalogue re-embedded for it, or not at all.
@@ -347,18 +347,6 @@ class CatalogueUpdater:
         """The model a bundle installed, or None for the shipped one."""
         with CatalogStore(self.catalogue_path) as store:
             return installed_model(store)
-
-
-def _catalogue_model_sha(store: CatalogStore) -> str | None:
-    """sha256 of the model the catalogue's vectors came from, if it was recorded."""
-    text = store.meta_get(SIGNATURE_KEY)
-    if not text:
-        return None
-    try:
-        sha = json.loads(text).get("model_sha256")
-    except (ValueError, AttributeError):
-        return None
-    return str(sha) if sha else None
 
 
 def installed_model(store: CatalogStore) -> Path | None:
